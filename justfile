@@ -1,0 +1,35 @@
+# mtlkaggle tasks. `just --list` shows them; `just demo` and `just test` are the Quickstart.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+venv := ".venv"
+bin := venv / "bin"
+
+# Create .venv with pip and install mtlkaggle with its dev extras (quick when already done).
+setup:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [ -x {{bin}}/python ] || python3 -m venv {{venv}}
+    stamp="{{venv}}/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+    if [ ! -f "$stamp" ]; then
+        {{bin}}/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+        rm -f {{venv}}/.installed-* && touch "$stamp"
+    fi
+
+# Run the whole pipeline on the built-in demo competition.
+demo: setup
+    {{bin}}/mtlkaggle demo
+    {{bin}}/mtlkaggle check demo
+    {{bin}}/mtlkaggle folds demo
+
+# Run the test suite (all tests; `just test -m "not slow"` for the quick ones).
+test *ARGS: setup
+    {{bin}}/python -m pytest {{ARGS}}
+
+# Lint with ruff.
+lint: setup
+    {{bin}}/ruff check src tests bench
+
+# Print the benchmark figures (folds; more as stages land).
+bench: setup
+    {{bin}}/python bench/bench_folds.py

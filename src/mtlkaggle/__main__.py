@@ -1,0 +1,3 @@
+from mtlkaggle.cli import main
+
+main()

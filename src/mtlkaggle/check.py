@@ -1,0 +1,79 @@
+"""``mtlkaggle check``: read every label file and open every image, change nothing."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mtlkaggle.data import LabelTable, Problem, parse_split, verify_image
+from mtlkaggle.progress import make_progress
+from mtlkaggle.spec import Spec
+
+
+@dataclass
+class CheckReport:
+    """What ``check`` found: each split's table and every problem."""
+
+    tables: dict[str, LabelTable] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+    images_checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong."""
+        return not self.problems
+
+
+def check_dataset(spec: Spec, open_images: bool = True, workers: int = 8) -> CheckReport:
+    """Validate a competition's data.
+
+    Checks columns, ids (empty, duplicate), labels (type, range, NaN), image paths (must stay
+    inside the data folder) and, with ``open_images``, decodes every image in full so missing,
+    unreadable and truncated files are found. Ids present in both train and test are reported too.
+
+    Args:
+        spec: The competition.
+        open_images: Decode every image (the slow part).
+        workers: Threads decoding images (PIL releases the GIL while decoding).
+    """
+    report = CheckReport()
+    for split in ("train", "val", "test", "test_labels"):
+        if getattr(spec.data, split) is None:
+            continue
+        table, problems = parse_split(spec, split)
+        report.tables[split] = table
+        report.problems.extend(problems)
+    _check_overlap(report)
+    if open_images:
+        _check_images(report, workers)
+    return report
+
+
+def _check_overlap(report: CheckReport) -> None:
+    if "train" not in report.tables or "test" not in report.tables:
+        return
+    test = report.tables["test"]
+    overlap = set(report.tables["train"].ids) & set(test.ids)
+    for value in sorted(overlap)[:20]:
+        line = int(np.flatnonzero(test.ids == value)[0]) + 2
+        report.problems.append(Problem(str(test.file), line, None, f"id '{value}' is also in train"))
+
+
+def _check_images(report: CheckReport, workers: int) -> None:
+    jobs: list[tuple[LabelTable, int, Path]] = []
+    seen: set[Path] = set()
+    for table in report.tables.values():
+        for row, path in enumerate(table.paths):
+            if path not in seen:
+                seen.add(path)
+                jobs.append((table, row, path))
+    with make_progress(transient=True) as progress, ThreadPoolExecutor(workers) as pool:
+        bar = progress.add_task("opening images", total=len(jobs), unit="img", status="")
+        for (table, row, path), issue in zip(jobs, pool.map(lambda j: verify_image(j[2]), jobs), strict=True):
+            if issue:
+                report.problems.append(Problem(str(table.file), row + 2, None, f"{path}: {issue}"))
+            progress.advance(bar)
+    report.images_checked = len(jobs)

@@ -1,0 +1,186 @@
+"""The ``mtlkaggle`` command line: parse, load the spec, call one stage, print a table.
+
+Heavy imports (torch, timm, kaggle) happen inside command bodies so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mtlkaggle.errors import UserError
+
+app = typer.Typer(
+    name="mtlkaggle",
+    help="Multi-task image pipeline for Kaggle: folds, multi-head training, TTA ensembles, submissions.\n\n"
+    "COMP is a competition name under competition/ (e.g. deepfashion, demo) or a path to a .toml.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+Comp = Annotated[str, typer.Argument(help="Competition name under competition/ or path to a .toml file.")]
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Folder holding the data (overrides the spec's data_dir).")
+]
+
+
+def _user_errors(fn):
+    """Turn a UserError into one red line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as e:
+            err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+            sys.exit(2)
+
+    return wrapper
+
+
+@app.command()
+@_user_errors
+def demo(
+    comp: Annotated[str, typer.Argument(help="The demo competition to draw.")] = "demo",
+    n_train: Annotated[int, typer.Option(help="Training images to draw.", min=10)] = 1600,
+    n_test: Annotated[int, typer.Option(help="Test images to draw.", min=1)] = 400,
+    image_size: Annotated[int, typer.Option(help="Side of the square JPEGs, in pixels.", min=16)] = 96,
+    seed: Annotated[int, typer.Option(help="Seed: the same seed draws the same data set.")] = 0,
+    data_dir: DataDir = None,
+) -> None:
+    """Draw the built-in demo competition (garment shapes in the DeepFashion file format).
+
+    Writes images, train.csv, test.csv (no labels) and test_labels.csv (kept apart for local
+    scoring) under the demo spec's data_dir.
+    """
+    from mtlkaggle.demo import DemoConfig, make_demo
+    from mtlkaggle.spec import load_spec
+
+    spec = load_spec(comp, data_dir)
+    written = make_demo(spec, DemoConfig(n_train, n_test, image_size, seed))
+    table = Table(title=f"demo '{spec.name}' written")
+    table.add_column("split")
+    table.add_column("file")
+    for split, path in written.items():
+        table.add_row(split, str(path))
+    console.print(table)
+
+
+@app.command()
+@_user_errors
+def check(
+    comp: Comp,
+    data_dir: DataDir = None,
+    images: Annotated[bool, typer.Option(help="Open and fully decode every image.")] = True,
+    max_problems: Annotated[int, typer.Option(help="Problems to list before summarizing.")] = 50,
+) -> None:
+    """Validate a competition's data without changing anything.
+
+    Reads every label file (columns, ids, labels in range, NaN targets, paths that escape the
+    data folder) and decodes every image (missing, unreadable, truncated). Prints a summary of
+    rows and class counts; lists each bad row and exits 1 when anything is wrong.
+    """
+    from mtlkaggle.check import check_dataset
+    from mtlkaggle.spec import load_spec
+
+    spec = load_spec(comp, data_dir)
+    report = check_dataset(spec, open_images=images)
+    console.print(_summary_table(spec, report))
+    if report.ok:
+        console.print(f"[green]ok[/]: {report.images_checked} images opened, no problems found")
+        return
+    for problem in report.problems[:max_problems]:
+        err_console.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
+    more = len(report.problems) - max_problems
+    if more > 0:
+        err_console.print(f"... and {more} more")
+    err_console.print(
+        f"[bold red]{len(report.problems)} problem(s)[/] in '{spec.name}'; nothing was modified"
+    )
+    raise typer.Exit(1)
+
+
+def _summary_table(spec, report) -> Table:
+    table = Table(title=f"{spec.name}: label files")
+    table.add_column("split")
+    table.add_column("rows", justify="right")
+    for task in spec.tasks:
+        table.add_column(f"{task.name} ({task.kind})", overflow="fold")
+    for split, labels in report.tables.items():
+        cells = []
+        for task in spec.tasks:
+            y = labels.targets.get(task.name)
+            cells.append("-" if y is None or not len(y) else _describe_target(task, y))
+        table.add_row(split, str(len(labels)), *cells)
+    return table
+
+
+def _describe_target(task, y) -> str:
+    import numpy as np
+
+    if task.kind == "regression":
+        return f"mean {y.mean():.2f}, min {y.min():.2f}, max {y.max():.2f}"
+    counts = np.bincount(y, minlength=task.size) if task.kind == "multiclass" else y.sum(axis=0)
+    return " ".join(f"{n}={int(c)}" for n, c in zip(task.label_names, counts, strict=True))
+
+
+@app.command()
+@_user_errors
+def folds(
+    comp: Comp,
+    n_splits: Annotated[
+        int | None, typer.Option(help="Number of folds (default: the spec's train.n_splits).", min=2)
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the shuffle.")] = 42,
+    group_column: Annotated[
+        str | None, typer.Option(help="Column of the train file whose groups must stay in one fold.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Split the training rows into stratified folds and write folds/COMP.csv.
+
+    One multiclass task: StratifiedKFold. Multi-label, or several tasks: iterative
+    stratification over every class and label at once. Regression targets are binned.
+    """
+    from mtlkaggle.data import read_split
+    from mtlkaggle.folds import FoldConfig, fold_label_counts, folds_path, make_folds, write_folds
+    from mtlkaggle.spec import load_spec
+
+    spec = load_spec(comp, data_dir)
+    table = read_split(spec, "train")
+    config = FoldConfig(n_splits or spec.train.n_splits, seed, group_column)
+    frame = make_folds(spec, table, config)
+    path = folds_path(spec)
+    write_folds(frame, path)
+    counts = fold_label_counts(spec, table, frame["fold"].to_numpy())
+    console.print(_counts_table(counts, f"{spec.name}: {config.n_splits} folds -> {path}"))
+
+
+def _counts_table(counts, title: str) -> Table:
+    """One row per class/label, one column per fold, and the worst deviation from 1/K."""
+    table = Table(title=title)
+    table.add_column("task:label")
+    for k in counts["fold"]:
+        table.add_column(f"fold {k}", justify="right")
+    table.add_column("max dev. from 1/K", justify="right")
+    n_folds = len(counts)
+    for name in counts.columns[1:]:
+        values = counts[name].to_numpy()
+        total = values.sum()
+        dev = abs(values / total - 1 / n_folds).max() if total else 0.0
+        table.add_row(name, *(str(int(v)) for v in values), f"{dev:.1%}")
+    return table
+
+
+def main() -> None:  # pragma: no cover - console-script entry point
+    """Entry point for ``python -m mtlkaggle``."""
+    app()

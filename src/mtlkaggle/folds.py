@@ -1,0 +1,146 @@
+"""Stratified K-fold splits that respect every task at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtlkaggle.data import LabelTable, task_matrix
+from mtlkaggle.errors import UserError
+from mtlkaggle.io import write_csv_atomic
+from mtlkaggle.spec import Spec
+
+REGRESSION_BINS = 10
+
+
+@dataclass(frozen=True)
+class FoldConfig:
+    """How to split: number of folds, seed, and an optional column of group ids."""
+
+    n_splits: int = 5
+    seed: int = 42
+    group_column: str | None = None
+
+
+def folds_path(spec: Spec, root: Path | None = None) -> Path:
+    """Where ``mtlkaggle folds`` writes this competition's folds."""
+    return (root or Path.cwd()) / "folds" / f"{spec.name}.csv"
+
+
+def stratification_matrix(spec: Spec, table: LabelTable) -> np.ndarray:
+    """One 0/1 column per class and label, plus quantile bins for each regression target."""
+    blocks = [task_matrix(spec, table)]
+    for task in spec.tasks:
+        if task.kind == "regression":
+            y = table.targets[task.name]
+            bins = pd.qcut(y, q=min(REGRESSION_BINS, len(np.unique(y))), labels=False, duplicates="drop")
+            bins = np.asarray(bins, dtype=np.int64)
+            blocks.append(np.eye(bins.max() + 1, dtype=np.float32)[bins])
+    return np.concatenate(blocks, axis=1)
+
+
+def assign_folds(
+    y: np.ndarray, n_splits: int, seed: int, single_multiclass: bool, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Fold number (0..n_splits-1) for each row of the 0/1 matrix ``y``.
+
+    A single multiclass target uses scikit-learn's StratifiedKFold (StratifiedGroupKFold with
+    groups); anything multi-label, or several tasks, uses iterative stratification
+    (Sechidis et al. 2011) on the concatenated columns. With groups, each group's labels are
+    merged (any row positive) and groups, not rows, are split, so a group never spans two folds.
+    """
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    n = len(y)
+    if n < n_splits:
+        raise UserError(f"cannot make {n_splits} folds from {n} rows; lower --n-splits")
+    fold = np.full(n, -1, dtype=np.int64)
+    if single_multiclass:
+        classes = y.argmax(axis=1)
+        if groups is None:
+            splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            splits = splitter.split(np.zeros(n), classes)
+        else:
+            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+            splits = splitter.split(np.zeros(n), classes, groups)
+        for k, (_, val) in enumerate(splits):
+            fold[val] = k
+        return fold
+    splitter = MultilabelStratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    if groups is None:
+        for k, (_, val) in enumerate(splitter.split(np.zeros(n), y)):
+            fold[val] = k
+        return fold
+    codes, uniques = pd.factorize(groups)
+    if len(uniques) < n_splits:
+        raise UserError(f"cannot make {n_splits} folds from {len(uniques)} groups; lower --n-splits")
+    group_y = np.zeros((len(uniques), y.shape[1]), dtype=np.float32)
+    np.maximum.at(group_y, codes, y)
+    group_fold = np.full(len(uniques), -1, dtype=np.int64)
+    for k, (_, val) in enumerate(splitter.split(np.zeros(len(uniques)), group_y)):
+        group_fold[val] = k
+    return group_fold[codes]
+
+
+def make_folds(spec: Spec, table: LabelTable, config: FoldConfig) -> pd.DataFrame:
+    """Split the training rows into stratified folds.
+
+    Args:
+        spec: The competition (its tasks say what to stratify on).
+        table: The labelled training rows.
+        config: Number of folds, seed and optional group column.
+
+    Returns:
+        A frame with the id column and ``fold``, in the order of the label file.
+    """
+    y = stratification_matrix(spec, table)
+    single = len(spec.tasks) == 1 and spec.tasks[0].kind == "multiclass"
+    groups = None
+    if config.group_column:
+        frame = pd.read_csv(table.file, sep=spec.data.sep, dtype=str, keep_default_na=False)
+        if config.group_column not in frame.columns:
+            raise UserError(
+                f"{table.file}: no column '{config.group_column}' for --group-column; "
+                f"columns are {list(frame.columns)}"
+            )
+        groups = frame[config.group_column].to_numpy()
+    fold = assign_folds(y, config.n_splits, config.seed, single, groups)
+    return pd.DataFrame({spec.data.id_column: table.ids, "fold": fold})
+
+
+def write_folds(frame: pd.DataFrame, path: Path) -> None:
+    """Write the folds CSV atomically."""
+    write_csv_atomic(path, frame)
+
+
+def read_folds(spec: Spec, table: LabelTable, path: Path | None = None) -> np.ndarray:
+    """Fold number for each row of ``table``, from the folds CSV; checks it matches the labels."""
+    path = path or folds_path(spec)
+    if not path.is_file():
+        raise UserError(f"{path}: no folds yet; run `mtlkaggle folds {spec.name}` first")
+    frame = pd.read_csv(path, dtype={spec.data.id_column: str})
+    if spec.data.id_column not in frame.columns or "fold" not in frame.columns:
+        raise UserError(f"{path}: expected columns '{spec.data.id_column},fold'; rerun `mtlkaggle folds`")
+    lookup = dict(zip(frame[spec.data.id_column], frame["fold"], strict=True))
+    missing = [i for i in table.ids if i not in lookup]
+    if missing:
+        raise UserError(
+            f"{path}: {len(missing)} training ids have no fold (first: '{missing[0]}'); the label "
+            f"file changed since the folds were made: rerun `mtlkaggle folds {spec.name}`"
+        )
+    return np.array([lookup[i] for i in table.ids], dtype=np.int64)
+
+
+def fold_label_counts(spec: Spec, table: LabelTable, fold: np.ndarray) -> pd.DataFrame:
+    """Rows and per-class/per-label positives in each fold (one row per fold, plus ideal share)."""
+    y = task_matrix(spec, table)
+    names = [f"{t.name}:{label}" for t in spec.tasks if t.kind != "regression" for label in t.label_names]
+    rows = []
+    for k in range(fold.max() + 1):
+        mask = fold == k
+        rows.append([k, int(mask.sum()), *y[mask].sum(axis=0).astype(int).tolist()])
+    return pd.DataFrame(rows, columns=["fold", "rows", *names])

@@ -1,0 +1,301 @@
+"""The competition spec: one TOML file per competition, validated with pydantic.
+
+A spec says where the data lives, how its label files are laid out, which tasks a model
+predicts (and how each is scored), the training recipe, and the submission files Kaggle expects.
+Everything competition-specific lives here; the pipeline stages only read a :class:`Spec`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mtlkaggle.errors import UserError
+
+TaskKind = Literal["multiclass", "multilabel", "regression"]
+
+# Metrics each task kind may name; the first one listed in a task is its primary score.
+METRICS_BY_KIND: dict[str, set[str]] = {
+    "multiclass": {"accuracy", "macro_f1", "weighted_f1", "balanced_accuracy"},
+    "multilabel": {"mean_f1", "macro_f1", "micro_f1", "accuracy"},
+    "regression": {"mae", "rmse"},
+}
+DEFAULT_LOSS = {"multiclass": "ce", "multilabel": "bce", "regression": "smooth_l1"}
+LOSSES_BY_KIND = {
+    "multiclass": {"ce"},
+    "multilabel": {"bce"},
+    "regression": {"l1", "mse", "smooth_l1"},
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataSpec(_Strict):
+    """Where the label files and images are, and how to read them."""
+
+    format: Literal["csv"] = "csv"
+    train: str
+    val: str | None = None
+    test: str | None = None
+    test_labels: str | None = Field(
+        None, description="Label file for the test split, for local scoring (never trained on)."
+    )
+    id_column: str
+    image_column: str
+    image_dir: str = "."
+    sep: str = ","
+
+
+class TaskSpec(_Strict):
+    """One prediction target and its head, loss and metrics."""
+
+    name: str
+    kind: TaskKind
+    column: str | None = None
+    columns: list[str] | None = None
+    num_classes: int | None = Field(None, ge=1)
+    classes: list[str] | None = None
+    encoding: Literal["index", "name", "indices", "columns", "value"] | None = None
+    label_sep: str = " "
+    metrics: list[str] = Field(default_factory=list)
+    loss: str | None = None
+    loss_weight: float = Field(1.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] = "none"
+    hidden: int = Field(0, ge=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskSpec:
+        kind = self.kind
+        allowed_enc = {
+            "multiclass": {"index", "name"},
+            "multilabel": {"indices", "columns"},
+            "regression": {"value"},
+        }[kind]
+        if self.encoding is not None and self.encoding not in allowed_enc:
+            raise ValueError(f"encoding must be one of {sorted(allowed_enc)} for a {kind} task")
+        if kind == "multilabel" and self.encoding == "columns":
+            if not self.columns:
+                raise ValueError("a multilabel task with encoding='columns' needs 'columns'")
+        elif not self.column:
+            raise ValueError(f"task '{self.name}' needs 'column'")
+        if kind != "regression" and self.size is None:
+            raise ValueError(f"task '{self.name}' needs 'num_classes' or 'classes'")
+        if self.classes and self.num_classes and len(self.classes) != self.num_classes:
+            raise ValueError(
+                f"task '{self.name}': {len(self.classes)} classes named but num_classes={self.num_classes}"
+            )
+        bad = [m for m in self.metrics if m not in METRICS_BY_KIND[kind]]
+        if bad:
+            raise ValueError(
+                f"unknown metric {bad} for a {kind} task; choose from {sorted(METRICS_BY_KIND[kind])}"
+            )
+        if self.loss is not None and self.loss not in LOSSES_BY_KIND[kind]:
+            raise ValueError(f"loss must be one of {sorted(LOSSES_BY_KIND[kind])} for {kind}")
+        return self
+
+    @property
+    def size(self) -> int | None:
+        """Number of classes (multiclass), labels (multilabel); 1 for regression."""
+        if self.kind == "regression":
+            return 1
+        if self.num_classes:
+            return self.num_classes
+        if self.classes:
+            return len(self.classes)
+        if self.kind == "multilabel" and self.columns:
+            return len(self.columns)
+        return None
+
+    @property
+    def resolved_encoding(self) -> str:
+        """The label encoding, with the kind's default filled in."""
+        if self.encoding:
+            return self.encoding
+        return {"multiclass": "index", "multilabel": "indices", "regression": "value"}[self.kind]
+
+    @property
+    def resolved_metrics(self) -> list[str]:
+        """The task's metrics; the kind's default when none are named."""
+        default = {"multiclass": ["accuracy"], "multilabel": ["mean_f1"], "regression": ["mae"]}
+        return list(self.metrics) or default[self.kind]
+
+    @property
+    def resolved_loss(self) -> str:
+        """The task's loss name, with the kind's default filled in."""
+        return self.loss or DEFAULT_LOSS[self.kind]
+
+    @property
+    def label_names(self) -> list[str]:
+        """Human-readable names of the classes or labels (indices when unnamed)."""
+        if self.classes:
+            return list(self.classes)
+        if self.kind == "multilabel" and self.columns:
+            return list(self.columns)
+        return [str(i) for i in range(self.size or 1)]
+
+
+class AugmentSpec(_Strict):
+    """Albumentations pipelines, declared by their strengths."""
+
+    hflip: float = Field(0.5, ge=0, le=1)
+    vflip: float = Field(0.0, ge=0, le=1)
+    crop_scale: tuple[float, float] = (0.7, 1.0)
+    rotate: float = Field(10.0, ge=0, le=180)
+    shift: float = Field(0.05, ge=0, le=0.5)
+    color_jitter: float = Field(0.2, ge=0, le=1)
+    eval_resize: Literal["pad", "squash"] = "pad"
+
+
+class TrainSpec(_Strict):
+    """The training recipe; every field can be overridden on the command line."""
+
+    backbone: str = "efficientnet_lite0"
+    pretrained: bool = True
+    weights: str | None = None
+    img_size: int = Field(224, ge=16)
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    backbone_lr_mult: float = Field(0.25, gt=0, le=1)
+    weight_decay: float = Field(0.02, ge=0)
+    warmup_epochs: float = Field(1.0, ge=0)
+    scheduler: Literal["cosine", "plateau"] = "cosine"
+    weighting: Literal["fixed", "uncertainty", "learned"] = "fixed"
+    learned_lambda: float = Field(0.1, ge=0)
+    early_freeze: int | None = Field(None, ge=1)
+    early_stopping: int | None = Field(None, ge=1)
+    grad_clip: float = Field(2.0, ge=0)
+    accumulate: int = Field(1, ge=1)
+    amp: bool = True
+    ema: bool = False
+    ema_decay: float = Field(0.998, gt=0, lt=1)
+    compile: bool = False
+    channels_last: bool = True
+    neck: int = Field(0, ge=0)
+    drop_rate: float = Field(0.2, ge=0, lt=1)
+    num_workers: int = Field(2, ge=0)
+    seed: int = 42
+    n_splits: int = Field(5, ge=2)
+
+
+class SubmissionSpec(_Strict):
+    """One file Kaggle expects: its name, columns, and the competition it is uploaded to."""
+
+    file: str
+    columns: dict[str, str] = Field(
+        ..., description="Output column name -> task name (in file order, after the id)."
+    )
+    id_column: str | None = None
+    header: bool = True
+    sep: str = ","
+    kaggle: str | None = Field(None, description="Kaggle competition slug.")
+
+
+class Spec(_Strict):
+    """A whole competition."""
+
+    name: str
+    description: str = ""
+    data_dir: str
+    data: DataSpec
+    tasks: list[TaskSpec] = Field(..., min_length=1)
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    submissions: list[SubmissionSpec] = Field(default_factory=list)
+    monitor: str | None = Field(
+        None, description="'task/metric' to pick the best epoch; default: mean of primaries."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Spec:
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be unique, got {names}")
+        for sub in self.submissions:
+            unknown = [t for t in sub.columns.values() if t not in names]
+            if unknown:
+                raise ValueError(f"submission '{sub.file}' names unknown task(s) {unknown}")
+        if self.monitor is not None:
+            task, _, metric = self.monitor.partition("/")
+            if task not in names or metric not in self.task(task).resolved_metrics:
+                raise ValueError(f"monitor '{self.monitor}' is not 'task/metric' of this spec")
+        return self
+
+    def task(self, name: str) -> TaskSpec:
+        """The task called ``name``."""
+        for t in self.tasks:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    @property
+    def data_path(self) -> Path:
+        """``data_dir`` as a Path (relative paths are relative to the working directory)."""
+        return Path(self.data_dir)
+
+
+def resolve_spec_path(comp: str, root: Path | None = None) -> Path:
+    """Turn a COMP argument (a name under ``competition/`` or a path to a .toml) into a path."""
+    root = root or Path.cwd()
+    as_path = Path(comp)
+    if as_path.suffix == ".toml":
+        if not as_path.is_file():
+            raise UserError(f"competition file not found: {as_path}")
+        return as_path
+    candidate = root / "competition" / f"{comp}.toml"
+    if candidate.is_file():
+        return candidate
+    known = sorted(p.stem for p in (root / "competition").glob("*.toml"))
+    hint = f"known: {', '.join(known)}" if known else f"no competition/ folder in {root}"
+    raise UserError(f"unknown competition '{comp}' ({hint}); pass a name or a path to a .toml")
+
+
+def load_spec(comp: str | Path, data_dir: str | Path | None = None) -> Spec:
+    """Load and validate a competition spec.
+
+    Args:
+        comp: A name under ``competition/`` or a path to a ``.toml`` file.
+        data_dir: Overrides the spec's ``data_dir`` (the CLI's ``--data-dir``).
+
+    Raises:
+        UserError: naming the file, the field and what is expected.
+    """
+    path = resolve_spec_path(str(comp))
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise UserError(f"{path}: not valid TOML: {e}") from None
+    if data_dir is not None:
+        raw["data_dir"] = str(data_dir)
+    raw.setdefault("name", path.stem)
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as e:
+        raise UserError(f"{path}: {_describe(e, raw)}") from None
+
+
+def _describe(error: ValidationError, raw: dict) -> str:
+    """One line for the first validation error: field path (with task names) and the problem."""
+    first = error.errors()[0]
+    parts: list[str] = []
+    node: object = raw
+    for loc in first["loc"]:
+        if isinstance(loc, int) and isinstance(node, list):
+            item = node[loc] if loc < len(node) else None
+            label = item.get("name") or item.get("file") if isinstance(item, dict) else None
+            parts[-1] = f"{parts[-1]}[{label!r}]" if label else f"{parts[-1]}[{loc}]"
+            node = item
+        else:
+            parts.append(str(loc))
+            node = node.get(loc) if isinstance(node, dict) else None
+    where = ".".join(parts) or "(top level)"
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"field '{where}': {msg}{more}"

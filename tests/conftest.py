@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny demo competition written into tmp_path, and the CLI runner."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mtlkaggle.demo import DemoConfig, make_demo
+from mtlkaggle.spec import load_spec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def _tiny_demo_template(tmp_path_factory) -> Path:
+    """Draw the tiny demo once per session; tests get a private copy."""
+    root = tmp_path_factory.mktemp("demo-template")
+    (root / "competition").mkdir()
+    shutil.copy(REPO / "competition" / "demo.toml", root / "competition" / "demo.toml")
+    spec = load_spec(root / "competition" / "demo.toml", data_dir=root / "data" / "demo")
+    make_demo(spec, DemoConfig(n_train=90, n_test=24, image_size=40, seed=3))
+    return root
+
+
+@pytest.fixture
+def workspace(_tiny_demo_template, tmp_path, monkeypatch) -> Path:
+    """A project folder with competition/demo.toml and 90+24 drawn images; the cwd is set to it."""
+    root = tmp_path / "ws"
+    shutil.copytree(_tiny_demo_template, root)
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def write_toml(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path

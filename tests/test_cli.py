@@ -1,0 +1,54 @@
+"""The foundation commands end to end through Typer's CliRunner."""
+
+import pandas as pd
+
+from mtlkaggle.cli import app
+
+
+def test_help_lists_commands(runner):
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("demo", "check", "folds"):
+        assert command in result.output
+
+
+def test_demo_check_folds(runner, tmp_path, monkeypatch):
+    from .conftest import REPO
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "competition").mkdir()
+    (tmp_path / "competition/demo.toml").write_text((REPO / "competition/demo.toml").read_text())
+    result = runner.invoke(app, ["demo", "--n-train", "40", "--n-test", "8", "--image-size", "32"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["check", "demo"])
+    assert result.exit_code == 0, result.output
+    assert "48 images opened, no problems" in result.output
+    result = runner.invoke(app, ["folds", "demo", "--n-splits", "4", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    folds = pd.read_csv(tmp_path / "folds/demo.csv")
+    assert list(folds.columns) == ["file_path", "fold"] and sorted(folds["fold"].unique()) == [0, 1, 2, 3]
+    assert "category:hat" in result.output
+
+
+def test_check_reports_bad_rows_and_exits_1(runner, workspace):
+    (workspace / "data/demo/images/train_00002.jpg").unlink()
+    result = runner.invoke(app, ["check", "demo"])
+    assert result.exit_code == 1
+    assert "train.csv:4" in result.output and "image not found" in result.output
+    assert "1 problem(s)" in result.output
+
+
+def test_user_errors_are_one_line_without_traceback(runner, workspace):
+    result = runner.invoke(app, ["folds", "nope"])
+    assert result.exit_code == 2
+    assert "error: unknown competition 'nope'" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["check", "demo", "--data-dir", str(workspace / "missing")])
+    assert result.exit_code == 2 and "label file not found" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_folds_with_group_column_errors_clearly(runner, workspace):
+    result = runner.invoke(app, ["folds", "demo", "--group-column", "nope"])
+    assert result.exit_code == 2
+    assert "no column 'nope' for --group-column" in result.output
