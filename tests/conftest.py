@@ -43,3 +43,28 @@ def write_toml(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+TINY_TRAIN = dict(
+    backbone="test_efficientnet",
+    pretrained=False,
+    img_size=32,
+    epochs=2,
+    batch_size=16,
+    num_workers=0,
+    n_splits=3,
+    warmup_epochs=0.5,
+)
+
+
+@pytest.fixture
+def tiny_spec(workspace):
+    """The tiny demo with a tiny timm model at 32 px, folds already written."""
+    from mtlkaggle.data import read_split
+    from mtlkaggle.folds import FoldConfig, folds_path, make_folds, write_folds
+    from mtlkaggle.spec import with_train_overrides
+
+    spec = with_train_overrides(load_spec("demo"), **TINY_TRAIN)
+    table = read_split(spec, "train")
+    write_folds(make_folds(spec, table, FoldConfig(3, seed=0)), folds_path(spec))
+    return spec

@@ -52,3 +52,43 @@ def test_folds_with_group_column_errors_clearly(runner, workspace):
     result = runner.invoke(app, ["folds", "demo", "--group-column", "nope"])
     assert result.exit_code == 2
     assert "no column 'nope' for --group-column" in result.output
+
+
+def test_train_command_writes_run_and_refuses_to_clobber(runner, tiny_spec, workspace):
+    args = [
+        "train",
+        "demo",
+        "--fold",
+        "0",
+        "--epochs",
+        "1",
+        "--backbone",
+        "test_efficientnet",
+        "--no-pretrained",
+        "--img-size",
+        "32",
+        "--batch-size",
+        "16",
+        "--num-workers",
+        "0",
+    ]
+    # the tiny_spec fixture wrote 3 folds; the demo spec asks for 3 too
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "best epoch per fold" in result.output
+    assert (workspace / "runs/demo/main/fold0/best.pt").is_file()
+    config = (workspace / "runs/demo/main/fold0/config.json").read_text()
+    assert '"backbone": "test_efficientnet"' in config and '"img_size": 32' in config
+    again = runner.invoke(app, args)
+    assert again.exit_code == 2 and "pass --resume to continue it or --overwrite" in again.output
+    resumed = runner.invoke(app, [*args, "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+
+
+def test_train_rejects_bad_options(runner, tiny_spec):
+    result = runner.invoke(app, ["train", "demo", "--fold", "7"])
+    assert result.exit_code == 2 and "--fold 7: expected 'all', 'val' or 0..2" in result.output
+    result = runner.invoke(app, ["train", "demo", "--epochs", "0"])
+    assert result.exit_code == 2 and "--epochs" in result.output
+    result = runner.invoke(app, ["train", "demo", "--fold", "val"])
+    assert result.exit_code == 2 and "has no val file" in result.output

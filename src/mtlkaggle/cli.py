@@ -181,6 +181,117 @@ def _counts_table(counts, title: str) -> Table:
     return table
 
 
+@app.command()
+@_user_errors
+def train(
+    comp: Comp,
+    fold: Annotated[
+        str, typer.Option(help="Fold number, 'all', or 'val' (the spec's fixed train/val split).")
+    ] = "all",
+    run: Annotated[str, typer.Option(help="Run name: checkpoints go to runs/COMP/RUN/foldK/.")] = "main",
+    epochs: Annotated[int | None, typer.Option(help="Epochs per fold.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="Any timm model name.")] = None,
+    img_size: Annotated[int | None, typer.Option(help="Training and evaluation image side, pixels.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Images per optimizer step (before accumulation).")
+    ] = None,
+    accumulate: Annotated[int | None, typer.Option(help="Batches per optimizer step.")] = None,
+    lr: Annotated[
+        float | None, typer.Option(help="Peak learning rate of the heads (backbone: x backbone_lr_mult).")
+    ] = None,
+    scheduler: Annotated[str | None, typer.Option(help="cosine (with warmup) or plateau (/10).")] = None,
+    weighting: Annotated[
+        str | None, typer.Option(help="Loss balancing: fixed, uncertainty or learned.")
+    ] = None,
+    early_freeze: Annotated[
+        int | None,
+        typer.Option(help="Freeze shared layers + a task's head once its val loss stalls this many epochs."),
+    ] = None,
+    early_stopping: Annotated[
+        int | None, typer.Option(help="Stop a fold after this many epochs without improvement.")
+    ] = None,
+    weights: Annotated[
+        str | None, typer.Option(help="Local state dict for the backbone (timm or same-order keys).")
+    ] = None,
+    pretrained: Annotated[
+        bool | None, typer.Option("--pretrained/--no-pretrained", help="Start from ImageNet weights.")
+    ] = None,
+    amp: Annotated[
+        bool | None, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bf16, else fp16).")
+    ] = None,
+    ema: Annotated[
+        bool | None, typer.Option("--ema/--no-ema", help="Keep and evaluate an EMA of the weights.")
+    ] = None,
+    compile: Annotated[
+        bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")
+    ] = None,
+    num_workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for init, data order, augmentation and dropout.")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cuda, cuda:1, cpu (default: cuda when available).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue interrupted folds from last.pt; finished folds are kept.")
+    ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Start again even where a fold already has checkpoints.")
+    ] = False,
+    skip_bad_images: Annotated[
+        bool, typer.Option(help="Skip (and count) unreadable images instead of stopping.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Fine-tune a shared timm backbone with one head per task, one model per fold.
+
+    Defaults come from the competition file's [train] section; options override single fields.
+    Each fold writes best.pt, last.pt, metrics.csv, oof.csv and config.json under runs/COMP/RUN/.
+    """
+    from mtlkaggle.spec import load_spec, with_train_overrides
+    from mtlkaggle.train import TrainOptions, fold_names, train_folds
+
+    spec = with_train_overrides(
+        load_spec(comp, data_dir),
+        epochs=epochs,
+        backbone=backbone,
+        img_size=img_size,
+        batch_size=batch_size,
+        accumulate=accumulate,
+        lr=lr,
+        scheduler=scheduler,
+        weighting=weighting,
+        early_freeze=early_freeze,
+        early_stopping=early_stopping,
+        weights=weights,
+        pretrained=pretrained,
+        amp=amp,
+        ema=ema,
+        compile=compile,
+        num_workers=num_workers,
+        seed=seed,
+    )
+    options = TrainOptions(
+        run_dir=Path("runs") / spec.name / run,
+        device=device,
+        resume=resume,
+        overwrite=overwrite,
+        skip_bad_images=skip_bad_images,
+    )
+    summary = train_folds(spec, fold_names(spec, fold), options)
+    console.print(_frame_table(summary, f"{spec.name}: run '{run}' (best epoch per fold)"))
+
+
+def _frame_table(frame, title: str) -> Table:
+    """A pandas frame as a rich table, floats to 4 decimals."""
+    table = Table(title=title)
+    for column in frame.columns:
+        table.add_column(str(column), justify="right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+    return table
+
+
 def main() -> None:  # pragma: no cover - console-script entry point
     """Entry point for ``python -m mtlkaggle``."""
     app()

@@ -347,6 +347,10 @@ def build_transforms(spec: Spec, img_size: int, train: bool) -> Any:
 class ImageDataset:
     """Images of a :class:`LabelTable`, transformed, as uint8 CHW tensors plus targets.
 
+    Augmentation randomness comes from the seed each key carries (see ``train.SeededSampler``),
+    so a sample's augmentation depends on (run seed, epoch, index) only: not on worker count,
+    batch order or whether the run was resumed.
+
     With ``skip_bad=True`` an unreadable image yields ``None`` (dropped and counted by
     :func:`collate`); otherwise it raises :class:`ImageReadError` naming the file.
     """
@@ -360,9 +364,13 @@ class ImageDataset:
     def __len__(self) -> int:
         return len(self.table)
 
-    def __getitem__(self, i: int) -> dict[str, Any] | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any] | None:
+        """One sample; ``key`` is an index, or ``(index, seed)`` to fix its augmentation."""
         import torch
 
+        i, seed = key if isinstance(key, tuple) else (key, None)
+        if seed is not None and hasattr(self.transform, "set_random_seed"):
+            self.transform.set_random_seed(seed)
         try:
             image = load_image(self.table.paths[i], self.draft_size)
         except ImageReadError:

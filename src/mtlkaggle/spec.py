@@ -241,6 +241,21 @@ class Spec(_Strict):
         return Path(self.data_dir)
 
 
+def with_train_overrides(spec: Spec, **overrides: object) -> Spec:
+    """A copy of ``spec`` whose ``train`` fields are replaced by the non-None ``overrides``.
+
+    Raises:
+        UserError: when an override is out of range (e.g. ``--epochs 0``).
+    """
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        train = TrainSpec.model_validate({**spec.train.model_dump(), **changes})
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    return spec.model_copy(update={"train": train})
+
+
 def resolve_spec_path(comp: str, root: Path | None = None) -> Path:
     """Turn a COMP argument (a name under ``competition/`` or a path to a .toml) into a path."""
     root = root or Path.cwd()
