@@ -146,7 +146,16 @@ def _loader(spec: Spec, table: LabelTable, train: bool, device: torch.device, sk
         drop_last=train and len(table) > t.batch_size,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=_init_worker if workers > 0 else None,
     )
+
+
+def _init_worker(_: int) -> None:
+    """One thread per worker: OpenCV's own pool in every worker would oversubscribe the CPU."""
+    import cv2
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
 
 def _param_groups(spec: Spec, model: MultiTaskNet, criterion: MultiTaskLoss) -> list[dict]:
@@ -433,7 +442,7 @@ class _Fold:
 
     def load_last(self) -> None:
         """Restore a run from ``last.pt``."""
-        payload = torch.load(self.dir / "last.pt", map_location=self.device, weights_only=True)
+        payload = torch.load(self.dir / "last.pt", map_location="cpu", weights_only=True)
         self.model.load_state_dict(payload["model"])
         self.criterion.load_state_dict(payload["criterion"])
         self.optimizer.load_state_dict(payload["optimizer"])
