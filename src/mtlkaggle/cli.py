@@ -278,8 +278,172 @@ def train(
         overwrite=overwrite,
         skip_bad_images=skip_bad_images,
     )
-    summary = train_folds(spec, fold_names(spec, fold), options)
+    folds = fold_names(spec, fold)
+    summary = train_folds(spec, folds, options)
     console.print(_frame_table(summary, f"{spec.name}: run '{run}' (best epoch per fold)"))
+    if fold in ("all", "val") and any(t.kind == "multilabel" for t in spec.tasks):
+        from mtlkaggle.thresholds import tune_run
+
+        console.print(_thresholds_table(tune_run(spec, options.run_dir), options.run_dir))
+
+
+@app.command()
+@_user_errors
+def tune(
+    comp: Comp,
+    run: Annotated[str, typer.Option(help="Run whose out-of-fold predictions to tune on.")] = "main",
+    data_dir: DataDir = None,
+) -> None:
+    """Tune per-label thresholds of multi-label tasks on out-of-fold probabilities.
+
+    Coordinate ascent for Kaggle's Mean F1 (F1 per row, averaged), exact per-label search for
+    macro F1. Writes runs/COMP/RUN/thresholds.json with the OOF score at 0.5, with one global
+    threshold and with per-label thresholds. `train --fold all` runs this automatically.
+    """
+    from mtlkaggle.spec import load_spec
+    from mtlkaggle.thresholds import tune_run
+
+    spec = load_spec(comp, data_dir)
+    run_dir = Path("runs") / spec.name / run
+    console.print(_thresholds_table(tune_run(spec, run_dir), run_dir))
+
+
+def _thresholds_table(results, run_dir: Path) -> Table:
+    table = Table(title=f"out-of-fold scores -> {run_dir / 'thresholds.json'}")
+    for column in ("task", "metric", "at 0.5", "global", "per-label", "thresholds"):
+        table.add_column(
+            column, justify="right" if column not in ("task", "metric", "thresholds") else "left"
+        )
+    for name, r in results.items():
+        label = f"{r.scores['per_label']:.4f}"
+        if "per_label+at_least_one" in r.scores:
+            label += f" ({r.scores['per_label+at_least_one']:.4f} with at-least-one)"
+        table.add_row(
+            name,
+            r.metric,
+            f"{r.scores['0.5']:.4f}",
+            f"{r.scores['global']:.4f} @ {r.global_threshold:.2f}",
+            label,
+            " ".join(f"{t:.2f}" for t in r.thresholds),
+        )
+    return table
+
+
+@app.command()
+@_user_errors
+def predict(
+    comp: Comp,
+    run: Annotated[str, typer.Option(help="Run whose fold checkpoints to ensemble.")] = "main",
+    folds: Annotated[
+        str | None, typer.Option(help="Comma-separated folds (default: every trained fold).")
+    ] = None,
+    tta: Annotated[
+        bool, typer.Option("--tta/--no-tta", help="Average over the spec's TTA views too.")
+    ] = False,
+    views: Annotated[
+        str | None, typer.Option(help="TTA views instead of the spec's: hflip,vflip,zoom:1.15,hflip+zoom:0.9")
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Where to write (default: submissions/COMP).")] = None,
+    device: Annotated[str | None, typer.Option(help="cuda, cpu (default: cuda when available).")] = None,
+    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 2,
+    data_dir: DataDir = None,
+) -> None:
+    """Predict the test set with the fold ensemble (x TTA) and write the submission files.
+
+    Multiclass tasks take the argmax of the averaged probabilities; multi-label tasks use the
+    thresholds tuned on out-of-fold predictions (tuned now if missing). Every file is validated
+    against the test file before it is written, atomically, with probabilities.csv and config.json.
+    """
+    from mtlkaggle.predict import PredictOptions, run_predict
+    from mtlkaggle.spec import load_spec
+
+    spec = load_spec(comp, data_dir)
+    options = PredictOptions(
+        run_dir=Path("runs") / spec.name / run,
+        out_dir=out_dir or Path("submissions") / spec.name,
+        folds=folds.split(",") if folds else None,
+        tta=tta,
+        views=views.split(",") if views else None,
+        device=device,
+        num_workers=num_workers,
+    )
+    ensemble, written = run_predict(spec, options)
+    table = Table(
+        title=f"{spec.name}: {len(ensemble.folds)} fold(s) x {len(ensemble.views)} view(s) "
+        f"({', '.join(ensemble.views)})"
+    )
+    table.add_column("file")
+    table.add_column("rows", justify="right")
+    for path in written:
+        table.add_row(str(path), str(len(ensemble.ids)))
+    console.print(table)
+
+
+@app.command()
+@_user_errors
+def evaluate(
+    comp: Comp,
+    submission_dir: Annotated[Path, typer.Argument(help="Folder holding the submission files.")],
+    labels: Annotated[Path | None, typer.Option(help="Label file (default: the spec's test_labels).")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Score submission files with the spec's metrics against a label file."""
+    from mtlkaggle.data import split_file
+    from mtlkaggle.evaluate import evaluate_submissions
+    from mtlkaggle.spec import load_spec
+
+    spec = load_spec(comp, data_dir)
+    labels = labels or split_file(spec, "test_labels")
+    if labels is None:
+        raise UserError(f"competition '{spec.name}' keeps no test labels; pass --labels FILE")
+    scores = evaluate_submissions(spec, submission_dir, labels)
+    console.print(_frame_table(scores, f"{spec.name}: {submission_dir} scored against {labels}"))
+
+
+@app.command()
+@_user_errors
+def submit(
+    comp: Comp,
+    message: Annotated[str, typer.Option(help="Submission description shown on Kaggle.")] = "mtlkaggle",
+    submission_dir: Annotated[Path | None, typer.Option(help="Default: submissions/COMP.")] = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="Validate and show what would be sent; upload nothing.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Validate every submission file, then upload each to its Kaggle competition.
+
+    Uses the official kaggle client: credentials from KAGGLE_USERNAME/KAGGLE_KEY,
+    KAGGLE_API_TOKEN or ~/.kaggle/kaggle.json. Exits non-zero with Kaggle's message when an upload
+    is refused.
+    """
+    from mtlkaggle.spec import load_spec
+    from mtlkaggle.submit import submit_files
+
+    spec = load_spec(comp, data_dir)
+    uploads = submit_files(spec, submission_dir or Path("submissions") / spec.name, message, dry_run)
+    table = Table(title=f"{spec.name}: {'dry run, nothing sent' if dry_run else 'submitted'}")
+    for column in ("file", "competition", "ref", "message"):
+        table.add_column(column)
+    for u in uploads:
+        table.add_row(str(u.file), u.competition, u.ref or "-", u.message)
+    console.print(table)
+
+
+@app.command()
+@_user_errors
+def download(comp: Comp, data_dir: DataDir = None) -> None:
+    """Download the competition's data with the kaggle client and unzip it into data_dir.
+
+    Archive members that would land outside data_dir (absolute paths, '..', links) are refused
+    before anything is extracted.
+    """
+    from mtlkaggle.spec import load_spec
+    from mtlkaggle.submit import download_competition
+
+    spec = load_spec(comp, data_dir)
+    names = download_competition(spec, spec.data_path)
+    console.print(f"[green]ok[/]: {len(names)} files extracted into {spec.data_path}")
 
 
 def _frame_table(frame, title: str) -> Table:

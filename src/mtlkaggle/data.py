@@ -103,7 +103,15 @@ def parse_split(spec: Spec, split: str, labelled: bool | None = None) -> tuple[L
             f"{path}: label file not found; set data_dir or --data-dir to the folder that holds "
             f"'{getattr(spec.data, split)}' (for the demo: `mtlkaggle demo`)"
         )
-    labelled = split != "test" if labelled is None else labelled
+    return parse_label_file(spec, path, split != "test" if labelled is None else labelled, split)
+
+
+def parse_label_file(
+    spec: Spec, path: Path, labelled: bool = True, split: str = "labels"
+) -> tuple[LabelTable, list[Problem]]:
+    """Parse any file laid out like the spec's label files (e.g. held-out test labels)."""
+    if not path.is_file():
+        raise UserError(f"{path}: label file not found")
     try:
         frame = pd.read_csv(path, sep=spec.data.sep, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError) as e:

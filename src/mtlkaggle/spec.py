@@ -8,10 +8,10 @@ Everything competition-specific lives here; the pipeline stages only read a :cla
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import tomllib
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from mtlkaggle.errors import UserError
 
@@ -49,6 +49,7 @@ class DataSpec(_Strict):
     image_column: str
     image_dir: str = "."
     sep: str = ","
+    kaggle: str | None = Field(None, description="Kaggle competition to download the data from.")
 
 
 class TaskSpec(_Strict):
@@ -69,6 +70,7 @@ class TaskSpec(_Strict):
     class_weights: Literal["none", "balanced"] = "none"
     hidden: int = Field(0, ge=0)
     dropout: float = Field(0.0, ge=0, lt=1)
+    at_least_one: bool = Field(False, description="Multilabel: an empty row gets its most probable label.")
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
@@ -185,6 +187,17 @@ class TrainSpec(_Strict):
     n_splits: int = Field(5, ge=2)
 
 
+TTA_VIEW = r"^(hflip|vflip|zoom:[0-9.]+|hflip\+zoom:[0-9.]+)$"
+
+
+class PredictSpec(_Strict):
+    """Inference: test-time augmentation views (beside the plain view) and batch size."""
+
+    tta: list[Annotated[str, StringConstraints(pattern=TTA_VIEW)]] = Field(default_factory=lambda: ["hflip"])
+    batch_size: int = Field(64, ge=1)
+    threshold_candidates: int = Field(99, ge=3)
+
+
 class SubmissionSpec(_Strict):
     """One file Kaggle expects: its name, columns, and the competition it is uploaded to."""
 
@@ -196,6 +209,8 @@ class SubmissionSpec(_Strict):
     header: bool = True
     sep: str = ","
     kaggle: str | None = Field(None, description="Kaggle competition slug.")
+    label_format: Literal["index", "name"] = "index"
+    float_format: str = ".4f"
 
 
 class Spec(_Strict):
@@ -208,6 +223,7 @@ class Spec(_Strict):
     tasks: list[TaskSpec] = Field(..., min_length=1)
     train: TrainSpec = Field(default_factory=TrainSpec)
     augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    predict: PredictSpec = Field(default_factory=PredictSpec)
     submissions: list[SubmissionSpec] = Field(default_factory=list)
     monitor: str | None = Field(
         None, description="'task/metric' to pick the best epoch; default: mean of primaries."

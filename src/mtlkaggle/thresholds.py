@@ -11,10 +11,14 @@ Macro F1 decomposes over labels, so each label is tuned independently (one pass 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from mtlkaggle.errors import UserError
+from mtlkaggle.io import write_json_atomic
 from mtlkaggle.metrics import mean_f1, per_label_f1
+from mtlkaggle.spec import Spec
 
 TUNABLE = {"mean_f1", "macro_f1"}
 _DECIMALS = 12  # scores equal to this many decimals are ties; the lowest threshold wins
@@ -187,3 +191,89 @@ def tune_thresholds(
     if at_least_one:
         scores["per_label+at_least_one"] = score_labels(y, apply_thresholds(probs, thresholds, True), metric)
     return ThresholdResult(metric, thresholds, global_t, scores)
+
+
+# ---------------------------------------------------------------- the `tune` stage
+
+
+def fold_dirs(run_dir: Path) -> list[Path]:
+    """Fold folders of a run that hold a best checkpoint, in fold order."""
+    return sorted(p.parent for p in run_dir.glob("fold*/best.pt"))
+
+
+def collect_oof(spec: Spec, run_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every fold's out-of-fold probabilities, joined with the true labels by id.
+
+    Returns:
+        ids, targets by task, probabilities (or regression values) by task.
+    """
+    import pandas as pd
+
+    from mtlkaggle.data import read_split
+
+    files = [d / "oof.csv" for d in fold_dirs(run_dir) if (d / "oof.csv").is_file()]
+    if not files:
+        raise UserError(f"{run_dir}: no out-of-fold predictions; run `mtlkaggle train {spec.name}` first")
+    oof = pd.concat([pd.read_csv(f, dtype={spec.data.id_column: str}, keep_default_na=False) for f in files])
+    tables = [read_split(spec, "train")] + ([read_split(spec, "val")] if spec.data.val else [])
+    position = {}
+    for t_index, table in enumerate(tables):
+        for row, value in enumerate(table.ids):
+            position.setdefault(value, (t_index, row))
+    ids = oof[spec.data.id_column].to_numpy(dtype=object)
+    unknown = [i for i in ids if i not in position]
+    if unknown:
+        raise UserError(
+            f"{files[0].parent}: OOF id '{unknown[0]}' is not in the label files; retrain the run"
+        )
+    targets, probs = {}, {}
+    for task in spec.tasks:
+        targets[task.name] = np.stack(
+            [tables[t].targets[task.name][r] for t, r in (position[i] for i in ids)]
+        )
+        if task.kind == "regression":
+            probs[task.name] = oof[task.name].to_numpy(dtype=np.float64)
+        else:
+            probs[task.name] = oof[[f"{task.name}:{k}" for k in range(task.size)]].to_numpy(dtype=np.float64)
+    return ids, targets, probs
+
+
+def tune_run(spec: Spec, run_dir: Path) -> dict[str, ThresholdResult]:
+    """Tune every multi-label task's thresholds on a run's OOF and write ``thresholds.json``.
+
+    A task is tuned for its primary metric when that is ``mean_f1`` or ``macro_f1``, otherwise
+    for ``mean_f1``.
+    """
+    _, targets, probs = collect_oof(spec, run_dir)
+    grid = candidate_grid(spec.predict.threshold_candidates)
+    results = {}
+    for task in spec.tasks:
+        if task.kind != "multilabel":
+            continue
+        metric = task.resolved_metrics[0] if task.resolved_metrics[0] in TUNABLE else "mean_f1"
+        results[task.name] = tune_thresholds(
+            targets[task.name], probs[task.name], metric, grid, at_least_one=task.at_least_one
+        )
+    write_json_atomic(run_dir / "thresholds.json", {name: r.to_json() for name, r in results.items()})
+    return results
+
+
+def load_thresholds(spec: Spec, run_dir: Path) -> dict[str, np.ndarray]:
+    """Thresholds per multi-label task from ``thresholds.json`` (tuning first if it is missing)."""
+    import json
+
+    path = run_dir / "thresholds.json"
+    if not path.is_file():
+        if not any(t.kind == "multilabel" for t in spec.tasks):
+            return {}
+        tune_run(spec, run_dir)
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    out = {}
+    for task in spec.tasks:
+        if task.kind == "multilabel":
+            if task.name not in saved or len(saved[task.name]["thresholds"]) != task.size:
+                raise UserError(
+                    f"{path}: no thresholds for task '{task.name}'; run `mtlkaggle tune {spec.name}`"
+                )
+            out[task.name] = np.array(saved[task.name]["thresholds"])
+    return out

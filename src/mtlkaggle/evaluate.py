@@ -1,0 +1,54 @@
+"""``mtlkaggle evaluate``: score submission files against a label file, with the spec's metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtlkaggle.data import parse_label_file, read_split
+from mtlkaggle.errors import UserError
+from mtlkaggle.metrics import score_task
+from mtlkaggle.spec import Spec
+from mtlkaggle.submission import read_submission
+
+
+def evaluate_submissions(spec: Spec, submission_dir: Path, labels: Path) -> pd.DataFrame:
+    """Score every submission file of ``submission_dir`` against ``labels``.
+
+    ``labels`` is laid out like the spec's training label file. Submission rows are matched to
+    label rows by id (files without an id column follow the test file's order).
+
+    Returns:
+        One row per (file, task, metric) with the score.
+    """
+    truth, problems = parse_label_file(spec, labels, labelled=True)
+    if problems:
+        raise UserError(
+            f"{problems[0]} (and {len(problems) - 1} more)" if len(problems) > 1 else str(problems[0])
+        )
+    where = {value: row for row, value in enumerate(truth.ids)}
+    rows = []
+    for sub in spec.submissions:
+        path = submission_dir / sub.file
+        ids, predictions = read_submission(spec, sub, path)
+        if ids is None:
+            ids = list(read_split(spec, "test", labelled=False).ids)
+            if len(ids) != len(next(iter(predictions.values()))):
+                raise UserError(
+                    f"{path}: {len(next(iter(predictions.values())))} rows, test file has {len(ids)}"
+                )
+        missing = [i for i in truth.ids if i not in set(ids)]
+        if missing:
+            raise UserError(f"{path}: no prediction for {len(missing)} labelled ids (first: '{missing[0]}')")
+        order = np.array([where.get(i, -1) for i in ids])
+        keep = order >= 0
+        for column, name in sub.columns.items():
+            task = spec.task(name)
+            y = truth.targets[name][order[keep]]
+            for metric, value in score_task(task, y, predictions[name][keep]).items():
+                rows.append(
+                    {"file": sub.file, "column": column, "task": name, "metric": metric, "score": value}
+                )
+    return pd.DataFrame(rows)

@@ -1,0 +1,191 @@
+"""``mtlkaggle submit`` and ``mtlkaggle download``: the official ``kaggle`` client, used carefully.
+
+``import kaggle`` authenticates at import time, prints help and creates config folders, so it is
+imported only here, only when needed, with its output captured. kaggle 2.2.4 does not raise when
+an upload fails: the response's ``message``/``ref`` are checked. No credential is ever printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from mtlkaggle.errors import UserError
+from mtlkaggle.spec import Spec, SubmissionSpec
+from mtlkaggle.submission import read_submission
+
+CREDENTIAL_HELP = (
+    "set KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN, or save kaggle.json from "
+    "https://www.kaggle.com/settings/api to ~/.kaggle/ (or $KAGGLE_CONFIG_DIR)"
+)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file sent to one competition, and Kaggle's answer."""
+
+    file: Path
+    competition: str
+    ref: str
+    message: str
+
+
+def _config_dirs() -> list[Path]:
+    if os.environ.get("KAGGLE_CONFIG_DIR"):
+        return [Path(os.environ["KAGGLE_CONFIG_DIR"])]
+    home = Path.home()
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    return [home / ".kaggle", xdg / "kaggle"]
+
+
+def has_credentials() -> bool:
+    """Whether any credential the kaggle client accepts is present (without importing it)."""
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return True
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        return True
+    files = ("kaggle.json", "access_token", "access_token.txt", "credentials.json")
+    return any((d / f).is_file() for d in _config_dirs() for f in files)
+
+
+def kaggle_api():
+    """An authenticated ``KaggleApi``, imported lazily and quietly.
+
+    Raises:
+        UserError: when no credentials are found or the client refuses them.
+    """
+    if not has_credentials():
+        raise UserError(f"no Kaggle credentials: {CREDENTIAL_HELP}")
+    quiet = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            from kaggle.api.kaggle_api_extended import KaggleApi
+
+            api = KaggleApi()
+            api.authenticate()
+    except SystemExit:
+        raise UserError(f"Kaggle did not accept the credentials found: {CREDENTIAL_HELP}") from None
+    return api
+
+
+def _explain(error: Exception, what: str, competition: str) -> UserError:
+    """One clear line for an HTTP or network failure of the kaggle client."""
+    import requests
+
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    if status == 401:
+        return UserError(f"{what}: Kaggle rejected the credentials (401 Unauthorized); {CREDENTIAL_HELP}")
+    if status == 403:
+        return UserError(
+            f"{what}: forbidden (403): accept the rules of '{competition}' at "
+            f"https://www.kaggle.com/competitions/{competition}/rules, then try again"
+        )
+    if status == 404:
+        return UserError(f"{what}: competition '{competition}' not found (404); check `kaggle` in the spec")
+    if status is not None and status >= 500:
+        return UserError(f"{what}: Kaggle's server failed ({status}); nothing was submitted, try again later")
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return UserError(f"{what}: cannot reach Kaggle ({type(error).__name__}); check the network or proxy")
+    return UserError(f"{what}: {type(error).__name__}: {str(error)[:200]}")
+
+
+def validate_files(spec: Spec, submission_dir: Path) -> list[tuple[SubmissionSpec, Path, int]]:
+    """Parse every submission file and check its rows against the test file."""
+    from mtlkaggle.data import read_split
+
+    test_ids = list(read_split(spec, "test", labelled=False).ids)
+    checked = []
+    for sub in spec.submissions:
+        path = submission_dir / sub.file
+        ids, predictions = read_submission(spec, sub, path)
+        rows = len(next(iter(predictions.values()))) if predictions else 0
+        if rows != len(test_ids) or (ids is not None and ids != test_ids):
+            raise UserError(
+                f"{path}: {rows} rows do not match the {len(test_ids)} test ids in order; predict again"
+            )
+        checked.append((sub, path, rows))
+    return checked
+
+
+def submit_files(spec: Spec, submission_dir: Path, message: str, dry_run: bool = False) -> list[Upload]:
+    """Validate every submission file, then upload each to its own competition.
+
+    Returns:
+        One :class:`Upload` per file (``ref`` empty on a dry run).
+
+    Raises:
+        UserError: a file fails validation, a spec names no competition, or Kaggle refuses.
+    """
+    checked = validate_files(spec, submission_dir)
+    missing = [sub.file for sub, _, _ in checked if not sub.kaggle]
+    if missing:
+        raise UserError(
+            f'submission {missing[0]} names no Kaggle competition (`kaggle = "slug"` in the spec)'
+        )
+    if dry_run:
+        return [Upload(path, sub.kaggle, "", f"would submit {rows} rows") for sub, path, rows in checked]
+    api = kaggle_api()
+    uploads = []
+    for sub, path, _ in checked:
+        what = f"submitting {path.name} to '{sub.kaggle}'"
+        try:
+            response = api.competition_submit(str(path), message, sub.kaggle, quiet=True)
+        except Exception as e:  # noqa: BLE001 - the client raises requests errors of many kinds
+            raise _explain(e, what, sub.kaggle) from None
+        ref = str(getattr(response, "ref", "") or "")
+        text = str(getattr(response, "message", "") or "")
+        if not ref or ref == "0":
+            done = f"; already uploaded: {', '.join(u.file.name for u in uploads)}" if uploads else ""
+            raise UserError(
+                f"{what}: Kaggle did not accept it: {text or 'no submission reference returned'}{done}"
+            )
+        uploads.append(Upload(path, sub.kaggle, ref, text))
+    return uploads
+
+
+def safe_extract(archive: Path, dest: Path) -> list[str]:
+    """Extract a zip into ``dest``, refusing (before writing anything) members that escape it."""
+    dest = dest.resolve()
+    with zipfile.ZipFile(archive) as zf:
+        members = zf.infolist()
+        for member in members:
+            name = PurePosixPath(member.filename.replace("\\", "/"))
+            is_link = (member.external_attr >> 16) & 0o170000 == 0o120000
+            target = (dest / name).resolve()
+            if name.is_absolute() or ".." in name.parts or is_link or not target.is_relative_to(dest):
+                raise UserError(
+                    f"{archive}: member '{member.filename}' would land outside {dest}; nothing was extracted"
+                )
+        dest.mkdir(parents=True, exist_ok=True)
+        zf.extractall(dest)
+    return [m.filename for m in members if not m.is_dir()]
+
+
+def download_competition(spec: Spec, dest: Path) -> list[str]:
+    """Download the competition's files with the kaggle client and unzip them into ``dest``."""
+    slug = spec.data.kaggle or next((s.kaggle for s in spec.submissions if s.kaggle), None)
+    if not slug:
+        raise UserError(f"competition '{spec.name}' names no Kaggle competition (data.kaggle in the spec)")
+    api = kaggle_api()
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest) as tmp:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                api.competition_download_files(slug, path=tmp, force=True, quiet=True)
+        except Exception as e:  # noqa: BLE001
+            raise _explain(e, f"downloading '{slug}'", slug) from None
+        archives = sorted(Path(tmp).glob("*.zip"))
+        if not archives:
+            raise UserError(f"downloading '{slug}': Kaggle sent no zip archive")
+        names = []
+        for archive in archives:
+            names += safe_extract(archive, dest)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return names

@@ -1,0 +1,102 @@
+"""Fold ensemble x TTA: exact averaging, real flips, submissions end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mtlkaggle.cli import app
+from mtlkaggle.data import ImageDataset, build_transforms, read_split
+from mtlkaggle.predict import PredictOptions, apply_view, predict_ensemble, run_predict
+from mtlkaggle.spec import with_train_overrides
+from mtlkaggle.train import TrainOptions, load_fold_model, train_folds
+
+
+def test_hflip_view_really_flips_and_zoom_one_is_identity():
+    images = torch.zeros(1, 3, 4, 6)
+    images[..., 0, 0] = 255  # top-left corner
+    flipped = apply_view(images, "hflip")
+    assert flipped[0, 0, 0, 5] == 255 and flipped[0, 0, 0, 0] == 0
+    assert apply_view(images, "vflip")[0, 0, 3, 0] == 255
+    assert torch.equal(apply_view(images, "zoom:1.0"), images)
+    assert apply_view(images, "zoom:2.0").shape == images.shape
+    assert apply_view(images, "hflip+zoom:0.5").shape == images.shape
+
+
+@pytest.fixture
+def trained(tiny_spec, workspace):
+    spec = with_train_overrides(tiny_spec, epochs=1)
+    train_folds(spec, ["0", "1"], TrainOptions(workspace / "runs/demo/main"))
+    return spec
+
+
+def test_ensemble_is_the_exact_mean_over_folds_and_views(trained, workspace):
+    spec = trained
+    views = ["hflip", "vflip"]
+    options = PredictOptions(workspace / "runs/demo/main", workspace / "sub", views=views, num_workers=0)
+    ensemble = predict_ensemble(spec, options)
+    assert ensemble.folds == ["0", "1"] and ensemble.views == ["identity", *views]
+    # the same average, computed by hand, image by image
+    table = read_split(spec, "test", labelled=False)
+    dataset = ImageDataset(table, build_transforms(spec, 32, train=False), 32)
+    x = torch.stack([dataset[i]["image"] for i in range(len(table))]).float()
+    x = x.contiguous(memory_format=torch.channels_last)
+    expected = {"category": 0, "attribute": 0}
+    with torch.no_grad():
+        for fold in ("0", "1"):
+            model, _ = load_fold_model(workspace / f"runs/demo/main/fold{fold}")
+            for view in (x, x.flip(-1), x.flip(-2)):
+                probs = model.probabilities(model(view))
+                for name in expected:
+                    expected[name] = expected[name] + probs[name].numpy() / 6
+    for name in expected:
+        np.testing.assert_allclose(ensemble.probs[name], expected[name], rtol=1e-5, atol=1e-6)
+    # and the views matter: hflip changes the output of a trained model
+    plain = predict_ensemble(spec, PredictOptions(options.run_dir, options.out_dir, tta=False, num_workers=0))
+    assert not np.allclose(plain.probs["attribute"], ensemble.probs["attribute"])
+
+
+def test_predict_writes_submissions_in_test_order_with_thresholds(trained, workspace, runner):
+    result = runner.invoke(app, ["predict", "demo", "--tta", "--num-workers", "0"])
+    assert result.exit_code == 0, result.output
+    out = workspace / "submissions/demo"
+    test = pd.read_csv(workspace / "data/demo/test.csv", dtype=str)
+    category = pd.read_csv(out / "category.csv", dtype=str, keep_default_na=False)
+    assert list(category.columns) == ["file_path", "category_label"]
+    assert list(category["file_path"]) == list(test["file_path"])
+    assert (workspace / "runs/demo/main/thresholds.json").is_file()  # tuned on the OOF when missing
+    probs = pd.read_csv(out / "probabilities.csv")
+    import json
+
+    thresholds = np.array(
+        json.loads((workspace / "runs/demo/main/thresholds.json").read_text())["attribute"]["thresholds"]
+    )
+    p = probs[[f"attribute:{k}" for k in range(15)]].to_numpy()
+    attribute = pd.read_csv(out / "attribute.csv", dtype=str, keep_default_na=False)
+    for row, value in zip(p, attribute["attribute_label"], strict=True):
+        assert value == " ".join(str(k) for k in np.flatnonzero(row > thresholds))
+    evaluated = runner.invoke(app, ["evaluate", "demo", str(out)])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "mean_f1" in evaluated.output and "accuracy" in evaluated.output
+
+
+def test_evaluate_scores_match_direct_computation(trained, workspace):
+    from mtlkaggle.evaluate import evaluate_submissions
+    from mtlkaggle.metrics import mean_f1
+
+    run_predict(trained, PredictOptions(workspace / "runs/demo/main", workspace / "sub", num_workers=0))
+    scores = evaluate_submissions(trained, workspace / "sub", workspace / "data/demo/test_labels.csv")
+    truth = read_split(trained, "test_labels")
+    sub = pd.read_csv(workspace / "sub/attribute.csv", dtype=str, keep_default_na=False)
+    pred = np.zeros((len(sub), 15))
+    for i, value in enumerate(sub["attribute_label"]):
+        pred[i, [int(k) for k in value.split()]] = 1
+    got = scores.query("task == 'attribute' and metric == 'mean_f1'")["score"].item()
+    assert got == pytest.approx(mean_f1(truth.targets["attribute"], pred))
+
+
+def test_predict_without_training_is_a_clear_error(tiny_spec, runner):
+    result = runner.invoke(app, ["predict", "demo"])
+    assert result.exit_code == 2 and "no trained fold" in result.output and "mtlkaggle train" in result.output
