@@ -16,11 +16,16 @@ setup:
         rm -f {{venv}}/.installed-* && touch "$stamp"
     fi
 
-# Run the whole pipeline on the built-in demo competition.
+# Run the whole pipeline on the built-in demo competition (about 6 minutes on 2 CPU cores).
 demo: setup
     {{bin}}/mtlkaggle demo
     {{bin}}/mtlkaggle check demo
     {{bin}}/mtlkaggle folds demo
+    {{bin}}/mtlkaggle train demo --fold all --overwrite
+    {{bin}}/mtlkaggle predict demo --tta
+    {{bin}}/mtlkaggle evaluate demo submissions/demo
+    {{bin}}/mtlkaggle submit demo --dry-run
+    {{bin}}/mtlkaggle report demo
 
 # Run the test suite (all tests; `just test -m "not slow"` for the quick ones).
 test *ARGS: setup
@@ -30,6 +35,9 @@ test *ARGS: setup
 lint: setup
     {{bin}}/ruff check src tests bench
 
-# Print the benchmark figures (folds; more as stages land).
+# Print the benchmark figures measured on this machine.
 bench: setup
     {{bin}}/python bench/bench_folds.py
+    {{bin}}/python bench/bench_thresholds.py
+    {{bin}}/python bench/bench_predict.py
+    {{bin}}/python bench/bench_train.py

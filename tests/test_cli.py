@@ -75,7 +75,7 @@ def test_train_command_writes_run_and_refuses_to_clobber(runner, tiny_spec, work
     # the tiny_spec fixture wrote 3 folds; the demo spec asks for 3 too
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "best epoch per fold" in result.output
+    assert "│ attribute/mean_f1" in result.output  # the per-fold score table
     assert (workspace / "runs/demo/main/fold0/best.pt").is_file()
     config = (workspace / "runs/demo/main/fold0/config.json").read_text()
     assert '"backbone": "test_efficientnet"' in config and '"img_size": 32' in config

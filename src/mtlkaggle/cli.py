@@ -280,7 +280,7 @@ def train(
     )
     folds = fold_names(spec, fold)
     summary = train_folds(spec, folds, options)
-    console.print(_frame_table(summary, f"{spec.name}: run '{run}' (best epoch per fold)"))
+    console.print(_scores_table(summary, f"{spec.name}: run '{run}', best epoch of each fold"))
     if fold in ("all", "val") and any(t.kind == "multilabel" for t in spec.tasks):
         from mtlkaggle.thresholds import tune_run
 
@@ -444,6 +444,41 @@ def download(comp: Comp, data_dir: DataDir = None) -> None:
     spec = load_spec(comp, data_dir)
     names = download_competition(spec, spec.data_path)
     console.print(f"[green]ok[/]: {len(names)} files extracted into {spec.data_path}")
+
+
+@app.command()
+@_user_errors
+def report(
+    comp: Comp,
+    run: Annotated[str, typer.Option(help="Run to report on.")] = "main",
+    out_dir: Annotated[Path | None, typer.Option(help="Default: reports/COMP/RUN.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Write a run's report: figures (class distributions, training curves, confusion matrices,
+    per-label F1, regression errors) and report.md with per-fold and mean scores.
+
+    Prints the score table and the folder's path.
+    """
+    from mtlkaggle.report import make_report
+    from mtlkaggle.spec import load_spec
+
+    spec = load_spec(comp, data_dir)
+    out = out_dir or Path("reports") / spec.name / run
+    written = make_report(spec, Path("runs") / spec.name / run, out)
+    console.print(_scores_table(written.scores, f"{spec.name}: run '{run}', best epoch of each fold"))
+    console.print(f"report: {out / 'report.md'} ({len(written.figures)} figures)")
+
+
+def _scores_table(frame, title: str) -> Table:
+    """Per-fold scores with one row per metric and one column per fold (names stay readable)."""
+    table = Table(title=title)
+    table.add_column("metric")
+    for fold in frame["fold"]:
+        table.add_column(f"fold {fold}" if fold != "mean" else "mean", justify="right")
+    for column in frame.columns[1:]:
+        cells = [f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in frame[column]]
+        table.add_row(column, *cells)
+    return table
 
 
 def _frame_table(frame, title: str) -> Table:

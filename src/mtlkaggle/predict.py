@@ -131,13 +131,8 @@ def predict_ensemble(spec: Spec, options: PredictOptions) -> Ensemble:
         for batch in _checked(loader):
             images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory)
             rows = slice(start, start + images.shape[0])
-            for view in views:
-                x = apply_view(images, view)
-                for model in models:
-                    with autocast():
-                        probs = model.probabilities(model(x))
-                    for name, p in probs.items():
-                        sums[name][rows] += p.float().reshape(p.shape[0], -1)
+            for name, total in ensemble_batch(models, views, images, autocast).items():
+                sums[name][rows] += total
             start += images.shape[0]
             progress.advance(bar, images.shape[0])
     scale = 1.0 / (len(models) * len(views))
@@ -146,6 +141,20 @@ def predict_ensemble(spec: Spec, options: PredictOptions) -> Ensemble:
         p = (sums[task.name] * scale).cpu().numpy()
         probs[task.name] = p[:, 0] if task.kind == "regression" else p
     return Ensemble(table.ids, probs, folds, views)
+
+
+def ensemble_batch(models: list[MultiTaskNet], views: list[str], images: torch.Tensor, autocast) -> dict:
+    """Sum of every model's probabilities over every view of one batch, per task (N, size)."""
+    sums: dict[str, torch.Tensor] = {}
+    for view in views:
+        x = apply_view(images, view)
+        for model in models:
+            with autocast():
+                probs = model.probabilities(model(x))
+            for name, p in probs.items():
+                p = p.float().reshape(p.shape[0], -1)
+                sums[name] = sums[name] + p if name in sums else p
+    return sums
 
 
 def _checked(loader: DataLoader):

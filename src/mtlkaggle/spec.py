@@ -165,7 +165,7 @@ class TrainSpec(_Strict):
     epochs: int = Field(12, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(2e-3, gt=0)
-    backbone_lr_mult: float = Field(0.25, gt=0, le=1)
+    backbone_lr_mult: float = Field(0.5, gt=0, le=1)
     weight_decay: float = Field(0.02, ge=0)
     warmup_epochs: float = Field(1.0, ge=0)
     scheduler: Literal["cosine", "plateau"] = "cosine"
