@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlkaggle.data import LabelTable, Problem, parse_split, verify_image
+from mtlkaggle.data import LabelTable, Problem, has_split, parse_split, verify_image
 from mtlkaggle.progress import make_progress
 from mtlkaggle.spec import Spec
 
@@ -23,8 +23,8 @@ class CheckReport:
 
     @property
     def ok(self) -> bool:
-        """True when nothing is wrong."""
-        return not self.problems
+        """True when nothing is wrong (warnings, such as skipped files, do not count)."""
+        return not any(p.fatal for p in self.problems)
 
 
 def check_dataset(spec: Spec, open_images: bool = True, workers: int = 8) -> CheckReport:
@@ -41,7 +41,7 @@ def check_dataset(spec: Spec, open_images: bool = True, workers: int = 8) -> Che
     """
     report = CheckReport()
     for split in ("train", "val", "test", "test_labels"):
-        if getattr(spec.data, split) is None:
+        if not has_split(spec, split):
             continue
         table, problems = parse_split(spec, split)
         report.tables[split] = table
@@ -66,6 +66,9 @@ def _check_images(report: CheckReport, workers: int) -> None:
     jobs: list[tuple[LabelTable, int, Path]] = []
     seen: set[Path] = set()
     for table in report.tables.values():
+        if table.images is not None:  # decoded from the label file itself while parsing
+            report.images_checked += len(table.images)
+            continue
         for row, path in enumerate(table.paths):
             if path not in seen:
                 seen.add(path)
@@ -76,4 +79,4 @@ def _check_images(report: CheckReport, workers: int) -> None:
             if issue:
                 report.problems.append(Problem(str(table.file), row + 2, None, f"{path}: {issue}"))
             progress.advance(bar)
-    report.images_checked = len(jobs)
+    report.images_checked += len(jobs)

@@ -95,17 +95,20 @@ def check(
     spec = load_spec(comp, data_dir)
     report = check_dataset(spec, open_images=images)
     console.print(_summary_table(spec, report))
+    warnings = [p for p in report.problems if not p.fatal]
+    problems = [p for p in report.problems if p.fatal]
+    for warning in warnings[:max_problems]:
+        err_console.print(f"[yellow]![/] {warning}", highlight=False, soft_wrap=True)
     if report.ok:
-        console.print(f"[green]ok[/]: {report.images_checked} images opened, no problems found")
+        skipped = f", {len(warnings)} skipped (listed above)" if warnings else ""
+        console.print(f"[green]ok[/]: {report.images_checked} images opened, no problems found{skipped}")
         return
-    for problem in report.problems[:max_problems]:
+    for problem in problems[:max_problems]:
         err_console.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
-    more = len(report.problems) - max_problems
+    more = len(problems) - max_problems
     if more > 0:
         err_console.print(f"... and {more} more")
-    err_console.print(
-        f"[bold red]{len(report.problems)} problem(s)[/] in '{spec.name}'; nothing was modified"
-    )
+    err_console.print(f"[bold red]{len(problems)} problem(s)[/] in '{spec.name}'; nothing was modified")
     raise typer.Exit(1)
 
 
@@ -388,16 +391,15 @@ def evaluate(
     data_dir: DataDir = None,
 ) -> None:
     """Score submission files with the spec's metrics against a label file."""
-    from mtlkaggle.data import split_file
     from mtlkaggle.evaluate import evaluate_submissions
     from mtlkaggle.spec import load_spec
 
     spec = load_spec(comp, data_dir)
-    labels = labels or split_file(spec, "test_labels")
-    if labels is None:
-        raise UserError(f"competition '{spec.name}' keeps no test labels; pass --labels FILE")
     scores = evaluate_submissions(spec, submission_dir, labels)
-    console.print(_frame_table(scores, f"{spec.name}: {submission_dir} scored against {labels}"))
+    console.print(
+        _frame_table(scores, f"{spec.name}: {submission_dir} scored against {labels or 'test labels'}")
+    )
+    _print_task_means(scores)
 
 
 @app.command()
@@ -479,6 +481,16 @@ def _scores_table(frame, title: str) -> Table:
         cells = [f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in frame[column]]
         table.add_row(column, *cells)
     return table
+
+
+def _print_task_means(scores) -> None:
+    """With several tasks, the mean of each metric over the tasks that report it."""
+    if scores["task"].nunique() < 2:
+        return
+    means = scores.groupby("metric", sort=False)["score"].agg(["mean", "count"])
+    for metric, row in means.iterrows():
+        if row["count"] > 1:
+            console.print(f"mean {metric} over {int(row['count'])} tasks: {row['mean']:.4f}")
 
 
 def _frame_table(frame, title: str) -> Table:

@@ -29,9 +29,10 @@ class Problem:
     line: int | None
     column: str | None
     message: str
+    fatal: bool = True
 
     def __str__(self) -> str:
-        where = self.file + (f":{self.line}" if self.line is not None else "")
+        where = self.file + (f":{self.line}" if self.line is not None and self.line > 0 else "")
         col = f" [{self.column}]" if self.column else ""
         return f"{where}{col}: {self.message}"
 
@@ -49,6 +50,7 @@ class LabelTable:
     ids: np.ndarray
     paths: list[Path]
     targets: dict[str, np.ndarray] = field(default_factory=dict)
+    images: np.ndarray | None = None  # images held in memory (pixel-string formats)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -66,13 +68,15 @@ class LabelTable:
             self.ids[index],
             [self.paths[i] for i in index],
             {k: v[index] for k, v in self.targets.items()},
+            self.images[index] if self.images is not None else None,
         )
 
 
-def split_file(spec: Spec, split: str) -> Path | None:
-    """Path of a split's label file, or None when the spec has none."""
-    rel = getattr(spec.data, split)
-    return spec.data_path / rel if rel else None
+def has_split(spec: Spec, split: str) -> bool:
+    """Whether the competition provides ``split`` (train, val, test, test_labels)."""
+    from mtlkaggle.formats import has_split as _has
+
+    return _has(spec, split)
 
 
 def read_split(spec: Spec, split: str, labelled: bool | None = None) -> LabelTable:
@@ -87,36 +91,35 @@ def read_split(spec: Spec, split: str, labelled: bool | None = None) -> LabelTab
         UserError: on the first problem found (``mtlkaggle check`` lists them all).
     """
     table, problems = parse_split(spec, split, labelled)
-    if problems:
-        more = f" (and {len(problems) - 1} more; run `mtlkaggle check`)" if len(problems) > 1 else ""
-        raise UserError(f"{problems[0]}{more}")
+    fatal = [p for p in problems if p.fatal]
+    if fatal:
+        more = f" (and {len(fatal) - 1} more; run `mtlkaggle check`)" if len(fatal) > 1 else ""
+        raise UserError(f"{fatal[0]}{more}")
     return table
 
 
 def parse_split(spec: Spec, split: str, labelled: bool | None = None) -> tuple[LabelTable, list[Problem]]:
-    """Parse a split's label file, returning the table and every problem found."""
-    path = split_file(spec, split)
-    if path is None:
-        raise UserError(f"competition '{spec.name}' has no '{split}' file (data.{split})")
-    if not path.is_file():
-        raise UserError(
-            f"{path}: label file not found; set data_dir or --data-dir to the folder that holds "
-            f"'{getattr(spec.data, split)}' (for the demo: `mtlkaggle demo`)"
-        )
-    return parse_label_file(spec, path, split != "test" if labelled is None else labelled, split)
+    """Parse one split in the spec's format, returning the table and every problem found."""
+    from mtlkaggle.formats import read_raw
+
+    labelled = split != "test" if labelled is None else labelled
+    return _parse_raw(spec, read_raw(spec, split, labelled), labelled, split)
 
 
 def parse_label_file(
     spec: Spec, path: Path, labelled: bool = True, split: str = "labels"
 ) -> tuple[LabelTable, list[Problem]]:
-    """Parse any file laid out like the spec's label files (e.g. held-out test labels)."""
+    """Parse a CSV laid out like the spec's label columns (e.g. held-out test labels)."""
+    from mtlkaggle.formats import read_csv_file
+
     if not path.is_file():
         raise UserError(f"{path}: label file not found")
-    try:
-        frame = pd.read_csv(path, sep=spec.data.sep, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: cannot parse as CSV: {e}") from None
-    problems: list[Problem] = []
+    return _parse_raw(spec, read_csv_file(spec, path), labelled, split)
+
+
+def _parse_raw(spec: Spec, raw, labelled: bool, split: str) -> tuple[LabelTable, list[Problem]]:
+    frame, path = raw.frame, raw.file
+    problems: list[Problem] = list(raw.problems)
     name = str(path)
     needed = {spec.data.id_column, spec.data.image_column}
     if labelled:
@@ -124,24 +127,26 @@ def parse_label_file(
             needed.update(task.columns or [task.column])
     missing = sorted(c for c in needed if c not in frame.columns)
     if missing:
+        line = 1 if spec.data.format in ("csv", "pixels_csv") else None
         problems.append(
-            Problem(name, 1, None, f"missing column(s) {missing}; header has {list(frame.columns)}")
+            Problem(name, line, None, f"missing column(s) {missing}; found {list(frame.columns)}")
         )
         return LabelTable(split, path, np.array([], dtype=object), []), problems
     ids = frame[spec.data.id_column].to_numpy(dtype=object)
-    _check_ids(ids, spec.data.id_column, name, problems)
-    paths = _image_paths(spec, frame[spec.data.image_column], name, problems)
+    lines = raw.lines
+    _check_ids(ids, spec.data.id_column, name, problems, lines)
+    paths = _image_paths(spec, frame[spec.data.image_column], name, problems, lines)
     targets = {}
     if labelled:
         for task in spec.tasks:
-            targets[task.name] = _decode_task(task, frame, name, problems)
-    return LabelTable(split, path, ids, paths, targets), problems
+            targets[task.name] = _decode_task(task, frame, name, problems, lines)
+    return LabelTable(split, path, ids, paths, targets, raw.images), problems
 
 
-def _check_ids(ids: np.ndarray, column: str, file: str, problems: list[Problem]) -> None:
+def _check_ids(ids: np.ndarray, column: str, file: str, problems: list[Problem], lines: np.ndarray) -> None:
     seen: dict[str, int] = {}
     for row, value in enumerate(ids):
-        line = row + 2
+        line = int(lines[row])
         if value == "":
             problems.append(Problem(file, line, column, "empty id"))
         elif value in seen:
@@ -152,7 +157,9 @@ def _check_ids(ids: np.ndarray, column: str, file: str, problems: list[Problem])
             seen[value] = line
 
 
-def _image_paths(spec: Spec, values: pd.Series, file: str, problems: list[Problem]) -> list[Path]:
+def _image_paths(
+    spec: Spec, values: pd.Series, file: str, problems: list[Problem], lines: np.ndarray
+) -> list[Path]:
     root = (spec.data_path / spec.data.image_dir).resolve()
     paths = []
     for row, value in enumerate(values):
@@ -162,7 +169,7 @@ def _image_paths(spec: Spec, values: pd.Series, file: str, problems: list[Proble
             problems.append(
                 Problem(
                     file,
-                    row + 2,
+                    int(lines[row]),
                     spec.data.image_column,
                     f"image path '{value}' escapes the data folder {root}; use a relative path inside it",
                 )
@@ -171,18 +178,23 @@ def _image_paths(spec: Spec, values: pd.Series, file: str, problems: list[Proble
     return paths
 
 
-def _decode_task(task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem]) -> np.ndarray:
+def _decode_task(
+    task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines: np.ndarray
+) -> np.ndarray:
     decode = {
         "index": _decode_index,
         "name": _decode_name,
+        "sign": _decode_sign,
         "indices": _decode_indices,
         "columns": _decode_columns,
         "value": _decode_value,
     }[task.resolved_encoding]
-    return decode(task, frame, file, problems)
+    return decode(task, frame, file, problems, lines)
 
 
-def _decode_index(task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem]) -> np.ndarray:
+def _decode_index(
+    task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines
+) -> np.ndarray:
     n = task.size
     out = np.zeros(len(frame), dtype=np.int64)
     for row, value in enumerate(frame[task.column]):
@@ -190,24 +202,29 @@ def _decode_index(task: TaskSpec, frame: pd.DataFrame, file: str, problems: list
             k = int(value)
         except ValueError:
             problems.append(
-                Problem(file, row + 2, task.column, f"'{value}' is not a class index (0..{n - 1})")
+                Problem(file, int(lines[row]), task.column, f"'{value}' is not a class index (0..{n - 1})")
             )
             continue
         if not 0 <= k < n:
-            problems.append(Problem(file, row + 2, task.column, f"class {k} out of range 0..{n - 1}"))
+            problems.append(Problem(file, int(lines[row]), task.column, f"class {k} out of range 0..{n - 1}"))
             continue
         out[row] = k
     return out
 
 
-def _decode_name(task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem]) -> np.ndarray:
+def _decode_name(
+    task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines
+) -> np.ndarray:
     lookup = {c: i for i, c in enumerate(task.classes or [])}
     out = np.zeros(len(frame), dtype=np.int64)
     for row, value in enumerate(frame[task.column]):
         if value not in lookup:
             problems.append(
                 Problem(
-                    file, row + 2, task.column, f"unknown class '{value}'; expected one of {list(lookup)}"
+                    file,
+                    int(lines[row]),
+                    task.column,
+                    f"unknown class '{value}'; expected one of {list(lookup)}",
                 )
             )
         else:
@@ -215,7 +232,22 @@ def _decode_name(task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[
     return out
 
 
-def _decode_indices(task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem]) -> np.ndarray:
+def _decode_sign(
+    task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines
+) -> np.ndarray:
+    """A binary task stored as 1 / -1 (or 1 / 0): 1 -> class 1, otherwise class 0."""
+    out = np.zeros(len(frame), dtype=np.int64)
+    for row, value in enumerate(frame[task.column]):
+        if value == "1":
+            out[row] = 1
+        elif value not in ("-1", "0"):
+            problems.append(Problem(file, int(lines[row]), task.column, f"'{value}' is not 1 or -1"))
+    return out
+
+
+def _decode_indices(
+    task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines
+) -> np.ndarray:
     n = task.size
     out = np.zeros((len(frame), n), dtype=np.float32)
     for row, value in enumerate(frame[task.column]):
@@ -224,28 +256,36 @@ def _decode_indices(task: TaskSpec, frame: pd.DataFrame, file: str, problems: li
                 k = int(token)
             except ValueError:
                 problems.append(
-                    Problem(file, row + 2, task.column, f"'{token}' is not a label index (0..{n - 1})")
+                    Problem(
+                        file, int(lines[row]), task.column, f"'{token}' is not a label index (0..{n - 1})"
+                    )
                 )
                 continue
             if not 0 <= k < n:
-                problems.append(Problem(file, row + 2, task.column, f"label {k} out of range 0..{n - 1}"))
+                problems.append(
+                    Problem(file, int(lines[row]), task.column, f"label {k} out of range 0..{n - 1}")
+                )
                 continue
             out[row, k] = 1.0
     return out
 
 
-def _decode_columns(task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem]) -> np.ndarray:
+def _decode_columns(
+    task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines
+) -> np.ndarray:
     out = np.zeros((len(frame), len(task.columns)), dtype=np.float32)
     for j, column in enumerate(task.columns):
         for row, value in enumerate(frame[column]):
             if value in ("1", "1.0"):
                 out[row, j] = 1.0
             elif value not in ("0", "0.0", "-1"):
-                problems.append(Problem(file, row + 2, column, f"'{value}' is not 0/1"))
+                problems.append(Problem(file, int(lines[row]), column, f"'{value}' is not 0/1"))
     return out
 
 
-def _decode_value(task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem]) -> np.ndarray:
+def _decode_value(
+    task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines
+) -> np.ndarray:
     out = np.zeros(len(frame), dtype=np.float32)
     for row, value in enumerate(frame[task.column]):
         try:
@@ -253,7 +293,7 @@ def _decode_value(task: TaskSpec, frame: pd.DataFrame, file: str, problems: list
         except ValueError:
             x = math.nan
         if not math.isfinite(x):
-            problems.append(Problem(file, row + 2, task.column, f"'{value}' is not a finite number"))
+            problems.append(Problem(file, int(lines[row]), task.column, f"'{value}' is not a finite number"))
             continue
         out[row] = x
     return out
@@ -379,12 +419,16 @@ class ImageDataset:
         i, seed = key if isinstance(key, tuple) else (key, None)
         if seed is not None and hasattr(self.transform, "set_random_seed"):
             self.transform.set_random_seed(seed)
-        try:
-            image = load_image(self.table.paths[i], self.draft_size)
-        except ImageReadError:
-            if self.skip_bad:
-                return None
-            raise
+        if self.table.images is not None:
+            image = self.table.images[i]
+            image = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
+        else:
+            try:
+                image = load_image(self.table.paths[i], self.draft_size)
+            except ImageReadError:
+                if self.skip_bad:
+                    return None
+                raise
         image = self.transform(image=image)["image"]
         sample = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),

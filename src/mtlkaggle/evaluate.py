@@ -7,27 +7,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtlkaggle.data import parse_label_file, read_split
+from mtlkaggle.data import has_split, parse_label_file, read_split
 from mtlkaggle.errors import UserError
 from mtlkaggle.metrics import score_task
 from mtlkaggle.spec import Spec
 from mtlkaggle.submission import read_submission
 
 
-def evaluate_submissions(spec: Spec, submission_dir: Path, labels: Path) -> pd.DataFrame:
-    """Score every submission file of ``submission_dir`` against ``labels``.
+def evaluate_submissions(spec: Spec, submission_dir: Path, labels: Path | None = None) -> pd.DataFrame:
+    """Score every submission file of ``submission_dir`` against the true test labels.
 
-    ``labels`` is laid out like the spec's training label file. Submission rows are matched to
-    label rows by id (files without an id column follow the test file's order).
+    ``labels`` is a CSV with the spec's label columns; by default the competition's own
+    ``test_labels`` split (a kept-apart file, a holdout, or CelebA's test partition). Submission
+    rows are matched to label rows by id (files without an id column follow the test file's order).
 
     Returns:
         One row per (file, task, metric) with the score.
     """
-    truth, problems = parse_label_file(spec, labels, labelled=True)
-    if problems:
-        raise UserError(
-            f"{problems[0]} (and {len(problems) - 1} more)" if len(problems) > 1 else str(problems[0])
-        )
+    if labels is None:
+        if not has_split(spec, "test_labels"):
+            raise UserError(f"competition '{spec.name}' keeps no test labels; pass --labels FILE")
+        truth = read_split(spec, "test_labels")
+    else:
+        truth, problems = parse_label_file(spec, labels, labelled=True)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise UserError(f"{problems[0]}{more}")
     where = {value: row for row, value in enumerate(truth.ids)}
     rows = []
     for sub in spec.submissions:

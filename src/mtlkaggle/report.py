@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtlkaggle.data import read_split, split_file
+from mtlkaggle.data import has_split, read_split
 from mtlkaggle.errors import UserError
 from mtlkaggle.io import atomic_path, write_text_atomic
 from mtlkaggle.metrics import per_label_f1
@@ -74,7 +74,7 @@ def plot_distributions(spec: Spec, out: Path) -> Path:
     """Bar charts of class counts / label frequencies per task, train vs test where known."""
     plt = _plt()
     splits = {"train": read_split(spec, "train")}
-    if split_file(spec, "test_labels") is not None:
+    if has_split(spec, "test_labels"):
         splits["test"] = read_split(spec, "test_labels")
     fig, axes = plt.subplots(len(spec.tasks), 1, figsize=(9, 3.2 * len(spec.tasks)), squeeze=False)
     for ax, task in zip(axes[:, 0], spec.tasks, strict=True):

@@ -1,0 +1,263 @@
+"""Readers for the original file layouts of the competitions mtlkaggle serves.
+
+Each reader turns one split of a layout into a :class:`RawSplit`: a frame of strings with the id,
+image and label columns the spec names (so ``data.py`` validates every format the same way), the
+line of the original file each row came from, images held in memory where the layout stores
+pixels, and any problem found in the layout itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtlkaggle.errors import UserError
+from mtlkaggle.spec import Spec
+
+UTKFACE_NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_\d+\.jpg(\.chip\.jpg)?$")
+CELEBA_PARTITIONS = {"train": "0", "val": "1", "test": "2", "test_labels": "2"}
+
+
+@dataclass
+class RawSplit:
+    """One split as read from its original files, before labels are decoded."""
+
+    frame: pd.DataFrame
+    file: Path
+    lines: np.ndarray
+    images: np.ndarray | None = None
+    problems: list = field(default_factory=list)
+
+
+def has_split(spec: Spec, split: str) -> bool:
+    """Whether the competition's layout provides ``split``."""
+    data = spec.data
+    if data.format in ("utkface", "pixels_csv"):
+        return split == "train" or (data.holdout is not None and split in ("test", "test_labels"))
+    if data.format == "celeba":
+        return split in CELEBA_PARTITIONS
+    if data.format == "lists" and split == "test_labels":
+        return "test" in data.labels
+    return getattr(data, split) is not None
+
+
+def read_raw(spec: Spec, split: str, labelled: bool) -> RawSplit:
+    """Read one split in the spec's format, then apply the spec's ``keep`` filters."""
+    if not has_split(spec, split):
+        raise UserError(f"competition '{spec.name}' has no '{split}' split (data.{split})")
+    reader = {
+        "csv": _read_csv,
+        "lists": _read_lists,
+        "utkface": _read_utkface,
+        "pixels_csv": _read_pixels,
+        "celeba": _read_celeba,
+    }[spec.data.format]
+    raw = reader(spec, split, labelled)
+    if spec.data.holdout is not None and spec.data.format in ("utkface", "pixels_csv"):
+        raw = _take(raw, _in_holdout(raw.frame[spec.data.id_column], spec.data.holdout) == (split != "train"))
+    return _keep(spec, raw)
+
+
+def _existing(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise UserError(
+            f"{path}: {what} not found; set data_dir or --data-dir to the folder that holds it "
+            "(for the demo: `mtlkaggle demo`)"
+        )
+    return path
+
+
+def _read_csv(spec: Spec, split: str, labelled: bool) -> RawSplit:
+    path = _existing(spec.data_path / getattr(spec.data, split), "label file")
+    return read_csv_file(spec, path)
+
+
+def read_csv_file(spec: Spec, path: Path) -> RawSplit:
+    """A CSV label file with a header (line numbers count the header as line 1)."""
+    try:
+        frame = pd.read_csv(path, sep=spec.data.sep, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot parse as CSV: {e}") from None
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: the file is empty; it needs a header line") from None
+    return RawSplit(frame, path, np.arange(len(frame)) + 2)
+
+
+def _read_lists(spec: Spec, split: str, labelled: bool) -> RawSplit:
+    """AI6126: an image list per split, and a file of integers (one per task) per labelled split."""
+    from mtlkaggle.data import Problem
+
+    name = "test" if split == "test_labels" else split
+    list_path = _existing(spec.data_path / getattr(spec.data, name), "image list")
+    images = [line.strip() for line in list_path.read_text(encoding="utf-8").splitlines()]
+    keep = [i for i, line in enumerate(images) if line]
+    frame = pd.DataFrame({spec.data.image_column: [images[i] for i in keep]})
+    frame[spec.data.id_column] = frame[spec.data.image_column]
+    raw = RawSplit(frame, list_path, np.array(keep) + 1)
+    if not labelled:
+        return raw
+    if name not in spec.data.labels:
+        raise UserError(f"competition '{spec.name}' has no label file for '{name}' (data.labels.{name})")
+    label_path = _existing(spec.data_path / spec.data.labels[name], "label file")
+    rows = [line.split() for line in label_path.read_text(encoding="utf-8").splitlines()]
+    if len(rows) != len(images):
+        raw.problems.append(
+            Problem(
+                str(label_path),
+                None,
+                None,
+                f"{len(rows)} label lines for {len(images)} images in {list_path.name}",
+            )
+        )
+        return raw
+    columns = [t.column for t in spec.tasks]
+    for row_index in keep:
+        if len(rows[row_index]) != len(columns):
+            raw.problems.append(
+                Problem(
+                    str(label_path),
+                    row_index + 1,
+                    None,
+                    f"expected {len(columns)} values, found {len(rows[row_index])}",
+                )
+            )
+    for j, column in enumerate(columns):
+        frame[column] = [rows[i][j] if j < len(rows[i]) else "" for i in keep]
+    raw.file = label_path
+    return raw
+
+
+def _read_utkface(spec: Spec, split: str, labelled: bool) -> RawSplit:
+    """UTKFace: labels live in the file names; malformed names are reported and skipped."""
+    from mtlkaggle.data import Problem
+
+    folder = _existing(spec.data_path / spec.data.train, "image folder")
+    rows, problems = [], []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file():
+            continue
+        match = UTKFACE_NAME.match(path.name)
+        if not match:
+            problems.append(
+                Problem(
+                    str(folder),
+                    None,
+                    None,
+                    f"{path.name}: not AGE_GENDER_RACE_DATETIME.jpg.chip.jpg; skipped",
+                    fatal=False,
+                )
+            )
+            continue
+        rel = (path.relative_to(spec.data_path / spec.data.image_dir)).as_posix()
+        rows.append((path.name, rel, *match.group(1, 2, 3)))
+    columns = [spec.data.id_column, spec.data.image_column, "age", "gender", "race"]
+    frame = pd.DataFrame(rows, columns=columns).loc[:, lambda f: ~f.columns.duplicated()]
+    return RawSplit(frame, folder, np.full(len(frame), -1), problems=problems)
+
+
+def _read_pixels(spec: Spec, split: str, labelled: bool) -> RawSplit:
+    """Kaggle's age_gender.csv: 48x48 grayscale images as space-separated strings, kept in memory."""
+    from mtlkaggle.data import Problem
+
+    path = _existing(spec.data_path / spec.data.train, "CSV file")
+    raw = read_csv_file(spec, path)
+    column, shape = spec.data.pixels_column, spec.data.pixels_shape
+    if column not in raw.frame.columns:
+        raw.problems.append(Problem(str(path), 1, None, f"missing pixel column '{column}'"))
+        return raw
+    size = shape[0] * shape[1]
+    images = np.zeros((len(raw.frame), *shape), dtype=np.uint8)
+    for row, text in enumerate(raw.frame[column]):
+        try:
+            values = np.array(text.split(), dtype=np.int64)
+            if values.size != size or values.min() < 0 or values.max() > 255:
+                raise ValueError
+        except ValueError:
+            raw.problems.append(
+                Problem(
+                    str(path), row + 2, column, f"expected {size} grayscale values 0-255 separated by spaces"
+                )
+            )
+            continue
+        images[row] = values.reshape(shape)
+    raw.images = images
+    raw.frame = raw.frame.drop(columns=[column])
+    return raw
+
+
+def _read_celeba(spec: Spec, split: str, labelled: bool) -> RawSplit:
+    """CelebA: list_attr_celeba.txt (count, 40 names, then name and 40 values of 1/-1) + partition."""
+    from mtlkaggle.data import Problem
+
+    attr_path = _existing(spec.data_path / spec.data.train, "attribute file")
+    lines = attr_path.read_text(encoding="utf-8").splitlines()
+    if len(lines) < 2:
+        raise UserError(f"{attr_path}: expected a count line and a line of attribute names")
+    names = lines[1].split()
+    problems, rows, line_numbers = [], [], []
+    for number, line in enumerate(lines[2:], start=3):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != len(names) + 1:
+            problems.append(
+                Problem(
+                    str(attr_path),
+                    number,
+                    None,
+                    f"expected a file name and {len(names)} values, found {len(parts)} fields",
+                )
+            )
+            continue
+        rows.append(parts)
+        line_numbers.append(number)
+    if lines[0].strip().isdigit() and int(lines[0]) != len(rows) + len(problems):
+        problems.append(
+            Problem(str(attr_path), 1, None, f"says {lines[0].strip()} images, lists {len(rows)}")
+        )
+    frame = pd.DataFrame(rows, columns=[spec.data.id_column, *names])
+    if spec.data.image_column != spec.data.id_column:
+        frame[spec.data.image_column] = frame[spec.data.id_column]
+    partition = _celeba_partition(spec)
+    chosen = frame[spec.data.id_column].map(partition).fillna("?").to_numpy() == CELEBA_PARTITIONS[split]
+    raw = RawSplit(frame, attr_path, np.array(line_numbers), problems=problems)
+    return _take(raw, chosen)
+
+
+def _celeba_partition(spec: Spec) -> dict[str, str]:
+    if not spec.data.partition:
+        raise UserError(f"competition '{spec.name}': the celeba format needs data.partition")
+    path = _existing(spec.data_path / spec.data.partition, "partition file")
+    pairs = (line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return {p[0]: p[1] for p in pairs if len(p) == 2}
+
+
+def _in_holdout(ids: pd.Series, fraction: float) -> np.ndarray:
+    """A stable pseudo-random share of ids (by MD5), the same on every machine and run."""
+    buckets = [int(hashlib.md5(str(i).encode()).hexdigest()[:8], 16) % 10_000 for i in ids]
+    return np.array(buckets) < fraction * 10_000
+
+
+def _take(raw: RawSplit, mask: np.ndarray) -> RawSplit:
+    index = np.flatnonzero(mask)
+    return RawSplit(
+        raw.frame.iloc[index].reset_index(drop=True),
+        raw.file,
+        raw.lines[index],
+        raw.images[index] if raw.images is not None else None,
+        raw.problems,
+    )
+
+
+def _keep(spec: Spec, raw: RawSplit) -> RawSplit:
+    for rule in spec.data.keep:
+        if rule.column not in raw.frame.columns:
+            continue  # a missing column is reported by the decoders
+        values = pd.to_numeric(raw.frame[rule.column], errors="coerce")
+        raw = _take(raw, values.isna().to_numpy() | ((values >= rule.min) & (values <= rule.max)).to_numpy())
+    return raw
