@@ -56,3 +56,13 @@ def test_regression_metrics():
     y, pred = np.array([10.0, 20.0, 30.0]), np.array([12.0, 17.0, 30.0])
     assert score_regression(y, pred, "mae") == pytest.approx(5 / 3)
     assert score_regression(y, pred, "rmse") == pytest.approx(np.sqrt(13 / 3))
+
+
+def test_class_accuracy_counts_unseen_classes_as_zero_balanced_accuracy_does_not():
+    y = np.array([0, 0, 1, 1, 1, 2])
+    pred = np.array([0, 1, 1, 1, 0, 2])
+    # 4 classes, class 3 never appears: recalls 1/2, 2/3, 1, (none)
+    assert score_multiclass(y, pred, 4, "class_accuracy") == pytest.approx((0.5 + 2 / 3 + 1 + 0) / 4)
+    assert score_multiclass(y, pred, 4, "balanced_accuracy") == pytest.approx(
+        balanced_accuracy_score(y, pred)
+    )

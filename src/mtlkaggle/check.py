@@ -46,6 +46,7 @@ def check_dataset(spec: Spec, open_images: bool = True, workers: int = 8) -> Che
         table, problems = parse_split(spec, split)
         report.tables[split] = table
         report.problems.extend(problems)
+    report.problems = list(dict.fromkeys(report.problems))  # a layout problem shows in every split
     _check_overlap(report)
     if open_images:
         _check_images(report, workers)

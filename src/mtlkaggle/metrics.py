@@ -44,11 +44,13 @@ def class_recall(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def score_multiclass(y: np.ndarray, pred: np.ndarray, n_classes: int, metric: str) -> float:
-    """A multiclass metric: accuracy, macro_f1, weighted_f1 or balanced_accuracy."""
+    """A multiclass metric: accuracy, macro_f1, weighted_f1, balanced_accuracy or class_accuracy."""
     if metric == "accuracy":
         return float((y == pred).mean())
-    if metric == "balanced_accuracy":
+    if metric == "class_accuracy":  # AI6126's average class accuracy: unseen classes count 0
         return float(class_recall(y, pred, n_classes).mean())
+    if metric == "balanced_accuracy":  # scikit-learn's: the mean over classes present in y
+        return float(class_recall(y, pred, n_classes)[np.unique(y)].mean())
     f1 = per_label_f1(_one_hot(y, n_classes), _one_hot(pred, n_classes))
     if metric == "macro_f1":
         present = np.union1d(y, pred)  # sklearn averages over labels present in y or pred

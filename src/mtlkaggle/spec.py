@@ -19,7 +19,7 @@ TaskKind = Literal["multiclass", "multilabel", "regression"]
 
 # Metrics each task kind may name; the first one listed in a task is its primary score.
 METRICS_BY_KIND: dict[str, set[str]] = {
-    "multiclass": {"accuracy", "macro_f1", "weighted_f1", "balanced_accuracy"},
+    "multiclass": {"accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "class_accuracy"},
     "multilabel": {"mean_f1", "macro_f1", "micro_f1", "accuracy"},
     "regression": {"mae", "rmse"},
 }
