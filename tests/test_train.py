@@ -260,3 +260,36 @@ def test_amp_on_cuda(tiny_spec, workspace):
     assert out["category"].dtype == expected
     result = train_fold(spec, "0", TrainOptions(workspace / "runs/gpu2", device="cuda"))
     assert np.isfinite(result.best_score)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fp16_gradscaler_state_survives_resume(tiny_spec, workspace):
+    spec = with_train_overrides(tiny_spec, epochs=2, amp=True, amp_dtype="fp16")
+
+    def stop(run, row):
+        assert run.scaler is not None  # fp16 needs loss scaling
+        stop.scale = run.scaler.get_scale()
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        train_fold(spec, "0", TrainOptions(workspace / "runs/fp16", device="cuda", on_epoch_end=stop))
+    run = _Fold(spec, "0", TrainOptions(workspace / "runs/fp16", device="cuda", resume=True))
+    run.load_last()
+    assert run.scaler.get_scale() == stop.scale
+    result = train_fold(spec, "0", TrainOptions(workspace / "runs/fp16", device="cuda", resume=True))
+    assert result.epochs_run == 2 and np.isfinite(result.best_score)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_compiled_model_trains_and_predicts(tiny_spec, workspace):
+    from mtlkaggle.predict import PredictOptions, run_predict
+
+    spec = with_train_overrides(tiny_spec, epochs=1, compile=True)
+    result = train_fold(spec, "0", TrainOptions(workspace / "runs/demo/main", device="cuda"))
+    assert np.isfinite(result.best_score)
+    _, written = run_predict(
+        spec, PredictOptions(workspace / "runs/demo/main", workspace / "sub", device="cuda", num_workers=0)
+    )
+    assert all(p.is_file() for p in written)

@@ -120,7 +120,7 @@ def predict_ensemble(spec: Spec, options: PredictOptions) -> Ensemble:
         collate_fn=collate,
         pin_memory=device.type == "cuda",
     )
-    autocast, _ = _autocast(device, trained.train.amp)
+    autocast, _ = _autocast(device, trained.train.amp, trained.train.amp_dtype)
     sums = {t.name: torch.zeros((len(table), t.size), device=device) for t in spec.tasks}
     memory = torch.channels_last if trained.train.channels_last else torch.contiguous_format
     with make_progress() as progress:

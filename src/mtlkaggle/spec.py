@@ -205,6 +205,7 @@ class TrainSpec(_Strict):
     grad_clip: float = Field(2.0, ge=0)
     accumulate: int = Field(1, ge=1)
     amp: bool = True
+    amp_dtype: Literal["auto", "bf16", "fp16"] = "auto"  # auto: bf16 where supported, else fp16
     ema: bool = False
     ema_decay: float = Field(0.998, gt=0, lt=1)
     compile: bool = False

@@ -193,11 +193,13 @@ def _scheduler(spec: Spec, optimizer: torch.optim.Optimizer, steps_per_epoch: in
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _autocast(device: torch.device, amp: bool) -> tuple[Callable[[], Any], torch.amp.GradScaler | None]:
+def _autocast(
+    device: torch.device, amp: bool, dtype: str = "auto"
+) -> tuple[Callable[[], Any], torch.amp.GradScaler | None]:
     """bf16 autocast where supported, fp16 with a GradScaler otherwise; fp32 on CPU."""
     if device.type != "cuda" or not amp:
         return contextlib.nullcontext, None
-    if torch.cuda.is_bf16_supported():
+    if dtype == "bf16" or (dtype == "auto" and torch.cuda.is_bf16_supported()):
         return (lambda: torch.autocast("cuda", dtype=torch.bfloat16)), None
     return (lambda: torch.autocast("cuda", dtype=torch.float16)), torch.amp.GradScaler("cuda")
 
@@ -226,7 +228,7 @@ class _Fold:
         self.steps_per_epoch = math.ceil(len(self.train_loader) / spec.train.accumulate)
         self.optimizer = torch.optim.AdamW(_param_groups(spec, self.model, self.criterion))
         self.scheduler = _scheduler(spec, self.optimizer, self.steps_per_epoch)
-        self.autocast, self.scaler = _autocast(self.device, spec.train.amp)
+        self.autocast, self.scaler = _autocast(self.device, spec.train.amp, spec.train.amp_dtype)
         self.ema = self._make_ema()
         self.forward = torch.compile(self.model) if spec.train.compile else self.model
         self.state = _State()

@@ -1,0 +1,88 @@
+"""Image decoding, transforms and the Dataset: real JPEG/PNG files, real albumentations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mtlkaggle.data import ImageDataset, ImageReadError, LabelTable, build_transforms, collate, load_image
+from mtlkaggle.spec import load_spec
+
+from .conftest import REPO
+
+
+@pytest.fixture
+def spec(monkeypatch):
+    monkeypatch.chdir(REPO)
+    return load_spec("demo")
+
+
+@pytest.mark.parametrize(("mode", "suffix"), [("L", "jpg"), ("P", "png"), ("RGBA", "png"), ("RGB", "jpg")])
+def test_any_mode_decodes_to_rgb(tmp_path, mode, suffix):
+    path = tmp_path / f"x.{suffix}"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)).convert(
+        mode
+    ).save(path)
+    image = load_image(path)
+    assert image.shape == (20, 30, 3) and image.dtype == np.uint8
+
+
+def test_grayscale_channels_are_equal(tmp_path):
+    path = tmp_path / "g.png"
+    Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(path)
+    image = load_image(path)
+    assert (image[..., 0] == image[..., 1]).all() and (image[..., 1] == image[..., 2]).all()
+
+
+def test_jpeg_draft_decodes_smaller_but_not_below_the_request(tmp_path):
+    path = tmp_path / "big.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 600, 3), dtype=np.uint8)).save(path)
+    full, draft = load_image(path), load_image(path, draft_size=96)
+    assert full.shape == (400, 600, 3)
+    assert 96 <= min(draft.shape[:2]) < 400  # libjpeg's DCT scaling: 1/2, 1/4 ...
+
+
+def test_missing_and_corrupt_images_name_the_file(tmp_path):
+    with pytest.raises(ImageReadError, match="nope.jpg: image not found"):
+        load_image(tmp_path / "nope.jpg")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8garbage")
+    with pytest.raises(ImageReadError, match="bad.jpg: unreadable image"):
+        load_image(tmp_path / "bad.jpg")
+
+
+def _table(tmp_path: Path, n: int = 4) -> LabelTable:
+    paths = []
+    for i in range(n):
+        path = tmp_path / f"{i}.jpg"
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(path)
+        paths.append(path)
+    ids = np.array([p.name for p in paths], dtype=object)
+    return LabelTable("train", tmp_path / "t.csv", ids, paths, {"category": np.arange(n) % 10})
+
+
+def test_augmentation_is_fixed_by_the_sample_seed(spec, tmp_path):
+    table = _table(tmp_path)
+    dataset = ImageDataset(table, build_transforms(spec, 32, train=True), 32)
+    a, b, c = dataset[(1, 123)], dataset[(1, 123)], dataset[(1, 124)]
+    assert a["image"].shape == (3, 32, 32) and str(a["image"].dtype) == "torch.uint8"
+    assert (a["image"] == b["image"]).all() and not (a["image"] == c["image"]).all()
+    assert int(a["category"]) == 1 and a["index"] == 1
+
+
+def test_eval_pad_keeps_the_aspect_ratio(spec, tmp_path):
+    table = _table(tmp_path)
+    image = ImageDataset(table, build_transforms(spec, 35, train=False), 35)[0]["image"]
+    assert image.shape == (3, 35, 35)
+    assert (image[:, :5] == 0).all()  # 50x70 -> 25x35: black bands top and bottom
+
+
+def test_in_memory_grayscale_images_and_skipped_rows(tmp_path, spec):
+    table = _table(tmp_path, 2)
+    table.images = np.stack([np.full((6, 6), 7, np.uint8), np.full((6, 6), 9, np.uint8)])
+    sample = ImageDataset(table, build_transforms(spec, 6, train=False), 6)[1]
+    assert sample["image"].shape == (3, 6, 6) and int(sample["image"].max()) == 9
+    batch = collate([sample, None])
+    assert batch["skipped"] == 1 and batch["image"].shape == (1, 3, 6, 6)
