@@ -35,7 +35,10 @@ def trained(tiny_spec, workspace):
 def test_ensemble_is_the_exact_mean_over_folds_and_views(trained, workspace):
     spec = trained
     views = ["hflip", "vflip"]
-    options = PredictOptions(workspace / "runs/demo/main", workspace / "sub", views=views, num_workers=0)
+    # on the CPU in fp32, so the hand computation below is the same arithmetic
+    options = PredictOptions(
+        workspace / "runs/demo/main", workspace / "sub", views=views, num_workers=0, device="cpu"
+    )
     ensemble = predict_ensemble(spec, options)
     assert ensemble.folds == ["0", "1"] and ensemble.views == ["identity", *views]
     # the same average, computed by hand, image by image
@@ -54,7 +57,9 @@ def test_ensemble_is_the_exact_mean_over_folds_and_views(trained, workspace):
     for name in expected:
         np.testing.assert_allclose(ensemble.probs[name], expected[name], rtol=1e-5, atol=1e-6)
     # and the views matter: hflip changes the output of a trained model
-    plain = predict_ensemble(spec, PredictOptions(options.run_dir, options.out_dir, tta=False, num_workers=0))
+    plain = predict_ensemble(
+        spec, PredictOptions(options.run_dir, options.out_dir, tta=False, num_workers=0, device="cpu")
+    )
     assert not np.allclose(plain.probs["attribute"], ensemble.probs["attribute"])
 
 
