@@ -22,6 +22,7 @@ class KaggleState:
     """What the fake server received, and how it should answer."""
 
     scenario: str = "ok"  # ok | 401 | 403 | 500 | noref | put500
+    valid_token: str = "kgat-valid-token"
     zip_bytes: bytes = b""
     calls: list[str] = field(default_factory=list)
     requests: list[dict] = field(default_factory=list)
@@ -58,6 +59,10 @@ def make_server(state: KaggleState) -> ThreadingHTTPServer:
             state.auth_headers.append(self.headers.get("Authorization", ""))
             body = json.loads(self._body() or b"{}")
             state.requests.append({"call": name, **body})
+            if path.endswith("/security.OAuthService/IntrospectToken"):
+                if body.get("token") == state.valid_token:
+                    return self._json(200, {"active": True, "username": "tester"})
+                return self._json(200, {"active": False})
             if state.scenario in ("401", "403", "500"):
                 status = int(state.scenario)
                 return self._json(status, {"code": status, "message": f"error {status}"})

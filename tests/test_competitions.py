@@ -120,6 +120,10 @@ def test_utkface_from_file_names(project, runner):
     sub = pd.read_csv(project / "submissions/utkface/submission.csv", dtype=str)
     assert list(sub.columns) == ["file", "age", "gender", "ethnicity"] and list(sub["file"]) == list(test.ids)
     assert all(len(v.split(".")[1]) == 1 for v in sub["age"])  # float_format .1f
+    report = runner.invoke(app, ["report", "utkface", "--data-dir", str(data)])
+    assert report.exit_code == 0, report.output
+    figures = sorted(p.name for p in (project / "reports/utkface/main").glob("*.png"))
+    assert {"regression_age.png", "confusion_gender.png", "confusion_ethnicity.png"} <= set(figures)
 
 
 def test_utkface_coral_protocol_keeps_ages_21_to_60(project):

@@ -23,6 +23,17 @@ def test_hflip_view_really_flips_and_zoom_one_is_identity():
     assert torch.equal(apply_view(images, "zoom:1.0"), images)
     assert apply_view(images, "zoom:2.0").shape == images.shape
     assert apply_view(images, "hflip+zoom:0.5").shape == images.shape
+    corner = apply_view(images, "crop:0.5:tl")  # the top-left quarter, blown up to full size
+    assert corner.shape == images.shape and corner[0, 0, 0, 0] == 255
+    assert apply_view(images, "crop:0.5:br")[0, 0].max() == 0  # the bright pixel is not in it
+
+
+def test_spec_accepts_crop_views_and_rejects_unknown_ones(workspace):
+    from mtlkaggle.spec import PredictSpec
+
+    assert PredictSpec(tta=["hflip", "crop:0.875:tl", "crop:0.875:c"]).tta[1] == "crop:0.875:tl"
+    with pytest.raises(ValueError, match="String should match pattern"):
+        PredictSpec(tta=["rotate:90"])
 
 
 @pytest.fixture

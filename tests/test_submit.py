@@ -124,6 +124,20 @@ def test_kaggle_json_credentials(kaggle, submission_dir, monkeypatch, kaggle_ser
     assert len(uploads) == 2
 
 
+def test_api_token_credentials(kaggle, submission_dir, monkeypatch, capsys):
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", kaggle.valid_token)
+    uploads = submit_files(load_spec("demo"), submission_dir, "m")
+    assert len(uploads) == 2
+    assert "Bearer kgat-valid-token" in kaggle.auth_headers
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "kgat-expired")
+    with pytest.raises(UserError, match="Kaggle did not accept the credentials found: set KAGGLE_USERNAME"):
+        submit_files(load_spec("demo"), submission_dir, "m")
+    captured = capsys.readouterr()
+    assert "kgat-expired" not in captured.out + captured.err
+
+
 def test_invalid_file_is_refused_before_any_upload(kaggle, submission_dir):
     path = submission_dir / "category.csv"
     lines = path.read_text().splitlines()

@@ -95,6 +95,7 @@ def test_loss_falls_on_a_learnable_toy_and_fold_artefacts(workspace):
     assert list(metrics["epoch"]) == list(range(1, 9))
     assert metrics["train/loss"].iloc[-1] < 0.5 * metrics["train/loss"].iloc[0]
     assert metrics["val/colour/accuracy"].max() >= 0.9  # chance is 1/3
+    assert metrics["train/colour/accuracy"].iloc[-1] > metrics["train/colour/accuracy"].iloc[0]
     for column in ("val/bars/mean_f1", "val/loss/colour", "weight/bars", "img_per_s", "lr"):
         assert column in metrics.columns
     assert result.best_epoch == int(metrics["score"].idxmax()) + 1
@@ -195,6 +196,15 @@ def test_every_task_frozen_stops_the_fold(tiny_spec, workspace):
     metrics = pd.read_csv(workspace / "runs/stop/fold0/metrics.csv")
     assert result.epochs_run < 8
     assert set(metrics["frozen"].iloc[-1].split()) == {"category", "attribute"}
+
+
+def test_early_stopping_when_the_score_stalls(tiny_spec, workspace):
+    spec = with_train_overrides(tiny_spec, early_stopping=2, epochs=8, lr=1e-12, backbone_lr_mult=1e-3)
+    result = train_fold(spec, "0", TrainOptions(workspace / "runs/es"))
+    metrics = pd.read_csv(workspace / "runs/es/fold0/metrics.csv")
+    best = int(metrics["score"].idxmax()) + 1
+    assert result.epochs_run == len(metrics) < 8
+    assert result.epochs_run == best + 2  # two epochs without improvement after the best
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_spec, workspace):

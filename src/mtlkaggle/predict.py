@@ -53,9 +53,11 @@ class Ensemble:
 
 
 def apply_view(images: torch.Tensor, view: str) -> torch.Tensor:
-    """One TTA view of a batch (N, C, H, W): identity, hflip, vflip, zoom:S, hflip+zoom:S.
+    """One TTA view of a batch (N, C, H, W): identity, hflip, vflip, zoom:S, hflip+zoom:S, crop:F:POS.
 
     ``zoom:S`` with S > 1 enlarges and crops the centre; S < 1 shrinks and pads with black.
+    ``crop:F:POS`` takes a crop of F times each side at a corner (tl, tr, bl, br) or the centre (c)
+    and resizes it back to the input size (five-crop TTA is ``crop:0.875:tl`` ... ``crop:0.875:c``).
     """
     if view == "identity":
         return images
@@ -67,7 +69,20 @@ def apply_view(images: torch.Tensor, view: str) -> torch.Tensor:
         return images.flip(-2)
     if view.startswith("zoom:"):
         return _zoom(images, float(view.split(":", 1)[1]))
+    if view.startswith("crop:"):
+        _, fraction, corner = view.split(":")
+        return _crop(images, float(fraction), corner)
     raise ValueError(f"unknown TTA view '{view}'")
+
+
+def _crop(images: torch.Tensor, fraction: float, corner: str) -> torch.Tensor:
+    """A ``fraction``-sized crop at a corner (tl, tr, bl, br) or the centre (c), resized back."""
+    h, w = images.shape[-2:]
+    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    top = {"t": 0, "b": h - ch}.get(corner[0], (h - ch) // 2)
+    left = {"l": 0, "r": w - cw}.get(corner[-1], (w - cw) // 2)
+    crop = images[..., top : top + ch, left : left + cw].float()
+    return F.interpolate(crop, size=(h, w), mode="bilinear", align_corners=False)
 
 
 def _zoom(images: torch.Tensor, scale: float) -> torch.Tensor:

@@ -117,6 +117,10 @@ def plot_curves(spec: Spec, folder: Path, out: Path) -> Path:
             task.resolved_metrics, ("tab:green", "tab:red", "tab:purple", "tab:brown"), strict=False
         ):
             twin.plot(m["epoch"], m[f"val/{task.name}/{metric}"], "^-", label=f"val {metric}", color=colour)
+            if f"train/{task.name}/{metric}" in m.columns:
+                twin.plot(
+                    m["epoch"], m[f"train/{task.name}/{metric}"], "v:", label=f"train {metric}", color=colour
+                )
         twin.set_ylabel(", ".join(task.resolved_metrics))
         twin.legend(fontsize=7, loc="center right")
         ax.set_title(task.name)

@@ -217,7 +217,7 @@ class TrainSpec(_Strict):
     n_splits: int = Field(5, ge=2)
 
 
-TTA_VIEW = r"^(hflip|vflip|zoom:[0-9.]+|hflip\+zoom:[0-9.]+)$"
+TTA_VIEW = r"^(hflip|vflip|zoom:[0-9.]+|hflip\+zoom:[0-9.]+|crop:0?\.[0-9]+:(tl|tr|bl|br|c))$"
 
 
 class PredictSpec(_Strict):

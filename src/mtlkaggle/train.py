@@ -250,7 +250,11 @@ class _Fold:
     # ------------------------------------------------------------------ training
 
     def train_epoch(self, progress) -> dict[str, float]:
-        """One pass over the training rows; returns mean total and per-task losses."""
+        """One pass over the training rows; returns mean losses and every metric on the rows seen.
+
+        Training metrics score the predictions made during the pass (augmented images, weights
+        still moving), as training curves usually do.
+        """
         spec, epoch = self.spec, self.state.epoch
         torch.manual_seed(_epoch_seed(spec.train.seed, epoch))
         self.train_loader.sampler.set_epoch(epoch)
@@ -264,6 +268,8 @@ class _Fold:
         names = [t.name for t in spec.tasks]
         sums = torch.zeros(len(names) + 1, device=self.device)
         seen, step = 0, 0
+        kept: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+        rows: list[torch.Tensor] = []
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(self._batches(self.train_loader)):
             if "image" not in batch:
@@ -278,6 +284,10 @@ class _Fold:
                 step += 1
                 self._step(epoch * self.steps_per_epoch + step)
             n = images.shape[0]
+            with torch.no_grad():
+                for name, p in self.model.probabilities(outputs).items():
+                    kept[name].append(p.detach().float())
+            rows.append(batch["index"])
             sums += torch.cat([total.detach()[None], losses]) * n
             seen += n
             if i % 10 == 0 or i + 1 == len(self.train_loader):
@@ -286,7 +296,12 @@ class _Fold:
             progress.advance(bar, n + batch["skipped"])
         progress.remove_task(bar)
         means = (sums / max(seen, 1)).tolist()
-        return {"loss": means[0], **{f"loss/{n}": v for n, v in zip(names, means[1:], strict=True)}}
+        stats = {"loss": means[0], **{f"loss/{n}": v for n, v in zip(names, means[1:], strict=True)}}
+        if rows:
+            seen_rows = self.train_table.subset(torch.cat(rows).numpy())
+            probs = {n: torch.cat(v).cpu().numpy() for n, v in kept.items()}
+            stats.update(score_all(spec, seen_rows.targets, probs))
+        return stats
 
     def _batches(self, loader: DataLoader):
         try:
