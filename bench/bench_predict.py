@@ -18,7 +18,7 @@ import torch
 from mtlkaggle.model import MultiTaskNet
 from mtlkaggle.predict import ensemble_batch
 from mtlkaggle.spec import load_spec, with_train_overrides
-from mtlkaggle.train import _autocast, resolve_device
+from mtlkaggle.train import autocast_for, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,7 +49,7 @@ def main() -> None:
     spec = with_train_overrides(load_spec(REPO / "competition/deepfashion.toml"), img_size=args.img_size)
     models = [MultiTaskNet(spec, spec.train).to(device).eval() for _ in range(args.folds)]
     models = [m.to(memory_format=torch.channels_last) for m in models]
-    autocast, _ = _autocast(device, True)
+    autocast, _ = autocast_for(device, True)
     images = torch.randint(0, 256, (args.batch_size, 3, args.img_size, args.img_size), dtype=torch.uint8)
     images = images.to(device).contiguous(memory_format=torch.channels_last)
 

@@ -25,7 +25,7 @@ from mtlkaggle.progress import make_progress
 from mtlkaggle.spec import Spec
 from mtlkaggle.submission import write_submissions
 from mtlkaggle.thresholds import apply_thresholds, fold_dirs, load_thresholds
-from mtlkaggle.train import _autocast, load_fold_model, oof_frame, resolve_device
+from mtlkaggle.train import autocast_for, load_fold_model, oof_frame, resolve_device
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def predict_ensemble(spec: Spec, options: PredictOptions) -> Ensemble:
         collate_fn=collate,
         pin_memory=device.type == "cuda",
     )
-    autocast, _ = _autocast(device, trained.train.amp, trained.train.amp_dtype)
+    autocast, _ = autocast_for(device, trained.train.amp, trained.train.amp_dtype)
     sums = {t.name: torch.zeros((len(table), t.size), device=device) for t in spec.tasks}
     memory = torch.channels_last if trained.train.channels_last else torch.contiguous_format
     with make_progress() as progress:

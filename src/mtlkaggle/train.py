@@ -193,7 +193,7 @@ def _scheduler(spec: Spec, optimizer: torch.optim.Optimizer, steps_per_epoch: in
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _autocast(
+def autocast_for(
     device: torch.device, amp: bool, dtype: str = "auto"
 ) -> tuple[Callable[[], Any], torch.amp.GradScaler | None]:
     """bf16 autocast where supported, fp16 with a GradScaler otherwise; fp32 on CPU."""
@@ -228,7 +228,7 @@ class _Fold:
         self.steps_per_epoch = math.ceil(len(self.train_loader) / spec.train.accumulate)
         self.optimizer = torch.optim.AdamW(_param_groups(spec, self.model, self.criterion))
         self.scheduler = _scheduler(spec, self.optimizer, self.steps_per_epoch)
-        self.autocast, self.scaler = _autocast(self.device, spec.train.amp, spec.train.amp_dtype)
+        self.autocast, self.scaler = autocast_for(self.device, spec.train.amp, spec.train.amp_dtype)
         self.ema = self._make_ema()
         self.forward = torch.compile(self.model) if spec.train.compile else self.model
         self.state = _State()
