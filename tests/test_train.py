@@ -136,6 +136,10 @@ def test_resume_equals_uninterrupted_run(tiny_spec, workspace):
     assert pd.read_csv(workspace / "runs/cut/fold1/metrics.csv")["epoch"].tolist() == [1, 2]
     with pytest.raises(UserError, match="already holds a run; pass --resume"):
         train_fold(spec, "1", TrainOptions(workspace / "runs/cut"))
+    with pytest.raises(UserError, match=r"trained with other settings \(epochs: 3 -> 4\)"):
+        train_fold(
+            with_train_overrides(spec, epochs=4), "1", TrainOptions(workspace / "runs/cut", resume=True)
+        )
     train_fold(spec, "1", TrainOptions(workspace / "runs/cut", resume=True))
     for name in ("last.pt", "best.pt"):
         full, cut = (

@@ -11,6 +11,7 @@ run resumed from ``last.pt`` ends exactly where an uninterrupted run ends.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import random
 import time
@@ -550,6 +551,7 @@ def train_fold(spec: Spec, fold: str, options: TrainOptions) -> FoldResult:
 def _prepare_folder(run: _Fold, options: TrainOptions) -> None:
     last = run.dir / "last.pt"
     if last.exists() and options.resume:
+        _check_same_recipe(run)
         run.load_last()
         return
     if last.exists() and not options.overwrite:
@@ -569,6 +571,26 @@ def _prepare_folder(run: _Fold, options: TrainOptions) -> None:
         "val_rows": len(run.val_table),
     }
     write_json_atomic(run.dir / "config.json", config)
+
+
+# Fields that may change between an interrupted run and its resumption.
+_RESUMABLE_CHANGES = {"num_workers", "compile"}
+
+
+def _check_same_recipe(run: _Fold) -> None:
+    """Refuse to resume under a different recipe: the result would match neither run."""
+    config = run.dir / "config.json"
+    if not config.is_file():
+        return
+    saved = json.loads(config.read_text(encoding="utf-8"))["spec"]["train"]
+    current = run.spec.train.model_dump(mode="json")
+    changed = sorted(k for k in current if k not in _RESUMABLE_CHANGES and saved.get(k) != current[k])
+    if changed:
+        details = ", ".join(f"{k}: {saved.get(k)} -> {current[k]}" for k in changed)
+        raise UserError(
+            f"{run.dir} was trained with other settings ({details}); resume with the same options, "
+            "or pass --overwrite to start again"
+        )
 
 
 def _versions() -> dict[str, str]:
