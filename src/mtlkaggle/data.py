@@ -18,7 +18,6 @@ import pandas as pd
 from mtlkaggle.errors import UserError
 from mtlkaggle.spec import Spec, TaskSpec
 
-SPLITS = ("train", "val", "test", "test_labels")
 
 
 @dataclass(frozen=True)
