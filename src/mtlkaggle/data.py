@@ -19,7 +19,6 @@ from mtlkaggle.errors import UserError
 from mtlkaggle.spec import Spec, TaskSpec
 
 
-
 @dataclass(frozen=True)
 class Problem:
     """One bad row or file, located precisely enough to fix it."""
