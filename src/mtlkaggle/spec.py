@@ -177,7 +177,7 @@ class AugmentSpec(_Strict):
 
     hflip: float = Field(0.5, ge=0, le=1)
     vflip: float = Field(0.0, ge=0, le=1)
-    crop_scale: tuple[float, float] = (0.7, 1.0)
+    crop_scale: tuple[float, float] = (0.8, 1.0)  # keep hems and sleeves in the crop
     rotate: float = Field(10.0, ge=0, le=180)
     shift: float = Field(0.05, ge=0, le=0.5)
     color_jitter: float = Field(0.2, ge=0, le=1)
@@ -193,16 +193,16 @@ class TrainSpec(_Strict):
     img_size: int = Field(224, ge=16)
     epochs: int = Field(12, ge=1)
     batch_size: int = Field(32, ge=1)
-    lr: float = Field(2e-3, gt=0)
-    backbone_lr_mult: float = Field(0.5, gt=0, le=1)
-    weight_decay: float = Field(0.02, ge=0)
-    warmup_epochs: float = Field(1.0, ge=0)
+    lr: float = Field(1e-3, gt=0)
+    backbone_lr_mult: float = Field(1.0, gt=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_epochs: float = Field(0.3, ge=0)
     scheduler: Literal["cosine", "plateau"] = "cosine"
     weighting: Literal["fixed", "uncertainty", "learned"] = "fixed"
     learned_lambda: float = Field(0.1, ge=0)
     early_freeze: int | None = Field(None, ge=1)
     early_stopping: int | None = Field(None, ge=1)
-    grad_clip: float = Field(2.0, ge=0)
+    grad_clip: float = Field(0.0, ge=0)  # 0: off
     accumulate: int = Field(1, ge=1)
     amp: bool = True
     amp_dtype: Literal["auto", "bf16", "fp16"] = "auto"  # auto: bf16 where supported, else fp16
