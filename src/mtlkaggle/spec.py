@@ -177,11 +177,11 @@ class AugmentSpec(_Strict):
 
     hflip: float = Field(0.5, ge=0, le=1)
     vflip: float = Field(0.0, ge=0, le=1)
-    crop_scale: tuple[float, float] = (0.8, 1.0)  # keep hems and sleeves in the crop
-    rotate: float = Field(10.0, ge=0, le=180)
-    shift: float = Field(0.05, ge=0, le=0.5)
-    color_jitter: float = Field(0.2, ge=0, le=1)
-    eval_resize: Literal["pad", "squash"] = "pad"
+    crop_scale: tuple[float, float] = (0.85, 1.0)  # keep hems and sleeves in the crop
+    rotate: float = Field(5.0, ge=0, le=180)
+    shift: float = Field(0.03, ge=0, le=0.5)
+    color_jitter: float = Field(0.1, ge=0, le=1)
+    eval_resize: Literal["pad", "squash"] = "squash"  # as the training crops are resized
 
 
 class TrainSpec(_Strict):
