@@ -44,7 +44,8 @@ def evaluate_submissions(spec: Spec, submission_dir: Path, labels: Path | None =
                 raise UserError(
                     f"{path}: {len(next(iter(predictions.values())))} rows, test file has {len(ids)}"
                 )
-        missing = [i for i in truth.ids if i not in set(ids)]
+        predicted = set(ids)
+        missing = [i for i in truth.ids if i not in predicted]
         if missing:
             raise UserError(f"{path}: no prediction for {len(missing)} labelled ids (first: '{missing[0]}')")
         order = np.array([where.get(i, -1) for i in ids])

@@ -196,8 +196,8 @@ def run_predict(spec: Spec, options: PredictOptions) -> tuple[Ensemble, list[Pat
     ensemble = predict_ensemble(spec, options)
     ensemble.thresholds = load_thresholds(spec, options.run_dir)
     predictions = decide_all(spec, ensemble)
-    test_ids = read_split(spec, "test", labelled=False).ids
-    written = write_submissions(spec, ensemble.ids, predictions, test_ids, options.out_dir)
+    # ensemble.ids are the test file's ids in order (read once, in predict_ensemble)
+    written = write_submissions(spec, ensemble.ids, predictions, ensemble.ids, options.out_dir)
     write_csv_atomic(options.out_dir / "probabilities.csv", oof_frame(spec, ensemble.ids, ensemble.probs))
     write_json_atomic(
         options.out_dir / "config.json",
