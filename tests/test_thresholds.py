@@ -80,3 +80,14 @@ def test_rejects_untunable_metric():
     y, probs = _data()
     with pytest.raises(ValueError, match="cannot tune"):
         tune_thresholds(y, probs, "accuracy")
+
+
+def test_at_least_one_never_lowers_mean_f1():
+    # an empty predicted row scores 0 whatever the truth, so filling it can only help (sklearn rule)
+    for seed in range(5):
+        y, probs = _data(seed=seed)
+        y[:15] = 0
+        for t in (0.5, 0.7, 0.9):
+            plain = _sk(y, apply_thresholds(probs, t).astype(int), "mean_f1")
+            filled = _sk(y, apply_thresholds(probs, t, at_least_one=True).astype(int), "mean_f1")
+            assert filled >= plain
