@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
+from mtlkaggle.engine.runtime import autocast_for, resolve_device
 from mtlkaggle.model import MultiTaskNet
 from mtlkaggle.predict import ensemble_batch
 from mtlkaggle.spec import load_spec, with_train_overrides
-from mtlkaggle.train import autocast_for, resolve_device
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,7 +24,7 @@ from mtlkaggle.demo import DemoConfig, make_demo
 from mtlkaggle.folds import FoldConfig, folds_path, make_folds, write_folds
 from mtlkaggle.progress import make_progress
 from mtlkaggle.spec import load_spec, with_train_overrides
-from mtlkaggle.train import TrainOptions, _Fold
+from mtlkaggle.train import Trainer, TrainOptions, build_trainer
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def _parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _bare(run: _Fold, batches: int, batch_size: int, img_size: int) -> float:
+def _bare(run: Trainer, batches: int, batch_size: int, img_size: int) -> float:
     """img/s of forward/backward/step on one in-memory batch (the compute bound)."""
     batch = {
         "image": torch.randint(0, 256, (batch_size, 3, img_size, img_size), dtype=torch.uint8),
@@ -52,12 +52,7 @@ def _bare(run: _Fold, batches: int, batch_size: int, img_size: int) -> float:
     run.model.train()
 
     def step(i: int) -> None:
-        images, targets = run._to_device(batch)
-        with run.autocast():
-            outputs = run.forward(images)
-        total, _ = run.criterion(outputs, targets)
-        run._backward(total)
-        run._step(i + 1)
+        run.train_batch(batch, i + 1)
 
     for i in range(3):
         step(i)
@@ -69,7 +64,7 @@ def _bare(run: _Fold, batches: int, batch_size: int, img_size: int) -> float:
     return batches * batch_size / (time.perf_counter() - start)
 
 
-def _full(run: _Fold) -> float:
+def _full(run: Trainer) -> float:
     """img/s of one real training epoch (after a warm-up epoch for workers and caches)."""
     with make_progress(transient=True) as progress:
         run.train_epoch(progress)
@@ -99,7 +94,7 @@ def _replicate(spec, n: int) -> None:
     pd.concat(rows).to_csv(path, index=False)
 
 
-def _loader_only(run: _Fold) -> float:
+def _loader_only(run: Trainer) -> float:
     """img/s of the DataLoader alone (decode + augment + collate), no model: the data bound."""
     loader = run.train_loader
     loader.sampler.set_epoch(5)
@@ -136,7 +131,7 @@ def main() -> None:
 
         os.chdir(root)
         write_folds(make_folds(spec, read_split(spec, "train"), FoldConfig(3)), folds_path(spec))
-        run = _Fold(spec, "0", TrainOptions(root / "runs", device=args.device))
+        run = build_trainer(spec, "0", TrainOptions(root / "runs", device=args.device))
         full = _full(run)
         bare = _bare(run, args.batches, args.batch_size, args.img_size)
         full_again = _full(run)

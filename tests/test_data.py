@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mtlkaggle.data import ImageDataset, ImageReadError, LabelTable, build_transforms, collate, load_image
+from mtlkaggle.data import ImageReadError, LabelTable, load_image
+from mtlkaggle.data.loading import ImageDataset, build_transforms, collate
 from mtlkaggle.spec import load_spec
 
 from .conftest import REPO
@@ -84,5 +85,6 @@ def test_in_memory_grayscale_images_and_skipped_rows(tmp_path, spec):
     table.images = np.stack([np.full((6, 6), 7, np.uint8), np.full((6, 6), 9, np.uint8)])
     sample = ImageDataset(table, build_transforms(spec, 6, train=False), 6)[1]
     assert sample["image"].shape == (3, 6, 6) and int(sample["image"].max()) == 9
-    batch = collate([sample, None])
-    assert batch["skipped"] == 1 and batch["image"].shape == (1, 3, 6, 6)
+    batch = collate([sample, {"bad": "x.jpg: unreadable image", "index": 0}])
+    assert batch["skipped"] == 1 and batch["bad"] == ["x.jpg: unreadable image"]
+    assert batch["image"].shape == (1, 3, 6, 6)

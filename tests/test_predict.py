@@ -8,10 +8,13 @@ import pytest
 import torch
 
 from mtlkaggle.cli import app
-from mtlkaggle.data import ImageDataset, build_transforms, read_split
+from mtlkaggle.data import read_split
+from mtlkaggle.data.loading import ImageDataset, build_transforms
+from mtlkaggle.engine.checkpoint import load_fold_model
+from mtlkaggle.paths import FoldLayout
 from mtlkaggle.predict import PredictOptions, apply_view, predict_ensemble, run_predict
 from mtlkaggle.spec import with_train_overrides
-from mtlkaggle.train import TrainOptions, load_fold_model, train_folds
+from mtlkaggle.train import TrainOptions, train_folds
 
 
 def test_hflip_view_really_flips_and_zoom_one_is_identity():
@@ -60,7 +63,7 @@ def test_ensemble_is_the_exact_mean_over_folds_and_views(trained, workspace):
     expected = {"category": 0, "attribute": 0}
     with torch.no_grad():
         for fold in ("0", "1"):
-            model, _ = load_fold_model(workspace / f"runs/demo/main/fold{fold}")
+            model, _ = load_fold_model(FoldLayout(workspace / f"runs/demo/main/fold{fold}"))
             for view in (x, x.flip(-1), x.flip(-2)):
                 probs = model.probabilities(model(view))
                 for name in expected:

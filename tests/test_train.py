@@ -11,7 +11,7 @@ from mtlkaggle.data import read_split
 from mtlkaggle.errors import UserError
 from mtlkaggle.folds import read_folds
 from mtlkaggle.spec import with_train_overrides
-from mtlkaggle.train import TrainOptions, _Fold, train_fold, train_folds
+from mtlkaggle.train import TrainOptions, build_trainer, train_fold, train_folds
 
 
 def _weights(path):
@@ -165,7 +165,7 @@ def test_same_seed_same_weights_other_seed_differs(tiny_spec, workspace):
 
 def test_early_freeze_restores_best_state_and_freezes_exactly(tiny_spec, workspace):
     spec = with_train_overrides(tiny_spec, early_freeze=1, epochs=3)
-    run = _Fold(spec, "0", TrainOptions(workspace / "runs/ef"))
+    run = build_trainer(spec, "0", TrainOptions(workspace / "runs/ef"))
     assert run.early_freeze({"category": 1.0, "attribute": 1.0}) == []
     best = {k: v.clone() for k, v in run.model.state_dict().items()}
     with torch.no_grad():  # the model moves on after the best epoch
@@ -267,7 +267,7 @@ def test_holdout_val_split_and_accumulation(tiny_spec, workspace):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_amp_on_cuda(tiny_spec, workspace):
     spec = with_train_overrides(tiny_spec, epochs=2, amp=True, batch_size=32)
-    run = _Fold(spec, "0", TrainOptions(workspace / "runs/gpu", device="cuda"))
+    run = build_trainer(spec, "0", TrainOptions(workspace / "runs/gpu", device="cuda"))
     with run.autocast():
         out = run.model(torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8, device="cuda"))
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -288,8 +288,7 @@ def test_fp16_gradscaler_state_survives_resume(tiny_spec, workspace):
 
     with pytest.raises(_Stop):
         train_fold(spec, "0", TrainOptions(workspace / "runs/fp16", device="cuda", on_epoch_end=stop))
-    run = _Fold(spec, "0", TrainOptions(workspace / "runs/fp16", device="cuda", resume=True))
-    run.load_last()
+    run = build_trainer(spec, "0", TrainOptions(workspace / "runs/fp16", device="cuda", resume=True))
     assert run.scaler.get_scale() == stop.scale
     result = train_fold(spec, "0", TrainOptions(workspace / "runs/fp16", device="cuda", resume=True))
     assert result.epochs_run == 2 and np.isfinite(result.best_score)

@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mtlkaggle.errors import UserError
@@ -41,10 +42,18 @@ def _user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except UserError as e:
-            err_console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+            if _is_main_process():  # under torchrun every rank fails alike; one line is enough
+                err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
             sys.exit(2)
 
     return wrapper
+
+
+def _is_main_process() -> bool:
+    """Rank 0 under torchrun, or a plain process."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 @app.command()
@@ -191,7 +200,23 @@ def train(
     fold: Annotated[
         str, typer.Option(help="Fold number, 'all', or 'val' (the spec's fixed train/val split).")
     ] = "all",
-    run: Annotated[str, typer.Option(help="Run name: checkpoints go to runs/COMP/RUN/foldK/.")] = "main",
+    run: Annotated[
+        str,
+        typer.Option(
+            "--run",
+            "--run-name",
+            envvar="MTLKAGGLE_RUN",
+            help="Run name: checkpoints go to runs/COMP/RUN/foldK/. Under torchrun spell it --run-name "
+            "(torchrun's parser takes --run for its own --run-path).",
+        ),
+    ] = "main",
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="Folds trained at once, one process each (cuda:0..N-1; on CPU the cores are shared out).",
+            min=1,
+        ),
+    ] = 1,
     epochs: Annotated[int | None, typer.Option(help="Epochs per fold.")] = None,
     backbone: Annotated[str | None, typer.Option(help="Any timm model name.")] = None,
     img_size: Annotated[int | None, typer.Option(help="Training and evaluation image side, pixels.")] = None,
@@ -248,11 +273,18 @@ def train(
 ) -> None:
     """Fine-tune a shared timm backbone with one head per task, one model per fold.
 
-    Defaults come from the competition file's [train] section; options override single fields.
+    Defaults come from the competition file's \\[train] section; options override single fields.
     Each fold writes best.pt, last.pt, metrics.csv, oof.csv and config.json under runs/COMP/RUN/.
+
+    Several GPUs on one model: torchrun --nproc-per-node N -m mtlkaggle train COMP --fold K
+    (DDP; --batch-size is the batch of all processes together). Several folds at once: --jobs N.
     """
+    from mtlkaggle.engine.runtime import resolve_device
+    from mtlkaggle.paths import RunLayout
     from mtlkaggle.spec import load_spec, with_train_overrides
-    from mtlkaggle.train import TrainOptions, fold_names, train_folds
+    from mtlkaggle.train import TrainOptions, run_training
+
+    resolve_device(device)  # a bad --device fails before any data or model is loaded
 
     spec = with_train_overrides(
         load_spec(comp, data_dir),
@@ -275,19 +307,18 @@ def train(
         seed=seed,
     )
     options = TrainOptions(
-        run_dir=Path("runs") / spec.name / run,
+        run_dir=RunLayout.of(spec.name, run).dir,
         device=device,
         resume=resume,
         overwrite=overwrite,
         skip_bad_images=skip_bad_images,
     )
-    folds = fold_names(spec, fold)
-    summary = train_folds(spec, folds, options)
-    console.print(_scores_table(summary, f"{spec.name}: run '{run}', best epoch of each fold"))
-    if fold in ("all", "val") and any(t.kind == "multilabel" for t in spec.tasks):
-        from mtlkaggle.thresholds import tune_run
-
-        console.print(_thresholds_table(tune_run(spec, options.run_dir), options.run_dir))
+    outcome = run_training(spec, fold, options, jobs)
+    if not outcome.is_main:
+        return
+    console.print(_scores_table(outcome.summary, f"{spec.name}: run '{run}', best epoch of each fold"))
+    if outcome.thresholds is not None:
+        console.print(_thresholds_table(outcome.thresholds, options.run_dir))
 
 
 @app.command()
@@ -303,16 +334,19 @@ def tune(
     macro F1. Writes runs/COMP/RUN/thresholds.json with the OOF score at 0.5, with one global
     threshold and with per-label thresholds. `train --fold all` runs this automatically.
     """
+    from mtlkaggle.paths import RunLayout
     from mtlkaggle.spec import load_spec
     from mtlkaggle.thresholds import tune_run
 
     spec = load_spec(comp, data_dir)
-    run_dir = Path("runs") / spec.name / run
+    run_dir = RunLayout.of(spec.name, run).dir
     console.print(_thresholds_table(tune_run(spec, run_dir), run_dir))
 
 
 def _thresholds_table(results, run_dir: Path) -> Table:
-    table = Table(title=f"out-of-fold scores -> {run_dir / 'thresholds.json'}")
+    from mtlkaggle.paths import RunLayout
+
+    table = Table(title=f"out-of-fold scores -> {escape(str(RunLayout(run_dir).thresholds))}")
     for column in ("task", "metric", "at 0.5", "global", "per-label", "thresholds"):
         table.add_column(
             column, justify="right" if column not in ("task", "metric", "thresholds") else "left"
@@ -357,13 +391,16 @@ def predict(
     thresholds tuned on out-of-fold predictions (tuned now if missing). Every file is validated
     against the test file before it is written, atomically, with probabilities.csv and config.json.
     """
+    from mtlkaggle.engine.runtime import resolve_device
+    from mtlkaggle.paths import RunLayout, submissions_dir
     from mtlkaggle.predict import PredictOptions, run_predict
     from mtlkaggle.spec import load_spec
 
+    resolve_device(device)
     spec = load_spec(comp, data_dir)
     options = PredictOptions(
-        run_dir=Path("runs") / spec.name / run,
-        out_dir=out_dir or Path("submissions") / spec.name,
+        run_dir=RunLayout.of(spec.name, run).dir,
+        out_dir=out_dir or submissions_dir(spec.name),
         folds=folds.split(",") if folds else None,
         tta=tta,
         views=views.split(",") if views else None,
@@ -419,11 +456,12 @@ def submit(
     KAGGLE_API_TOKEN or ~/.kaggle/kaggle.json. Exits non-zero with Kaggle's message when an upload
     is refused.
     """
+    from mtlkaggle.paths import submissions_dir
     from mtlkaggle.spec import load_spec
     from mtlkaggle.submit import submit_files
 
     spec = load_spec(comp, data_dir)
-    uploads = submit_files(spec, submission_dir or Path("submissions") / spec.name, message, dry_run)
+    uploads = submit_files(spec, submission_dir or submissions_dir(spec.name), message, dry_run)
     table = Table(title=f"{spec.name}: {'dry run, nothing sent' if dry_run else 'submitted'}")
     for column in ("file", "competition", "ref", "message"):
         table.add_column(column)
@@ -461,12 +499,13 @@ def report(
 
     Prints the score table and the folder's path.
     """
+    from mtlkaggle.paths import RunLayout, report_dir
     from mtlkaggle.report import make_report
     from mtlkaggle.spec import load_spec
 
     spec = load_spec(comp, data_dir)
-    out = out_dir or Path("reports") / spec.name / run
-    written = make_report(spec, Path("runs") / spec.name / run, out)
+    out = out_dir or report_dir(spec.name, run)
+    written = make_report(spec, RunLayout.of(spec.name, run).dir, out)
     console.print(_scores_table(written.scores, f"{spec.name}: run '{run}', best epoch of each fold"))
     console.print(f"report: {out / 'report.md'} ({len(written.figures)} figures)")
 

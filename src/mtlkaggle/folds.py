@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtlkaggle.data import LabelTable, task_matrix
+from mtlkaggle.data.labels import LabelTable, read_split, task_matrix
 from mtlkaggle.errors import UserError
 from mtlkaggle.io import write_csv_atomic
 from mtlkaggle.spec import Spec
@@ -118,21 +118,62 @@ def write_folds(frame: pd.DataFrame, path: Path) -> None:
 
 
 def read_folds(spec: Spec, table: LabelTable, path: Path | None = None) -> np.ndarray:
-    """Fold number for each row of ``table``, from the folds CSV; checks it matches the labels."""
+    """Fold number for each row of ``table``, from the folds CSV; checks it matches the labels.
+
+    The folds file is the truth about how many folds there are; ids it lacks, or holds but the
+    label file does not, mean the labels changed since it was written.
+    """
     path = path or folds_path(spec)
+    redo = f"rerun `mtlkaggle folds {spec.name}`"
     if not path.is_file():
         raise UserError(f"{path}: no folds yet; run `mtlkaggle folds {spec.name}` first")
-    frame = pd.read_csv(path, dtype={spec.data.id_column: str})
+    try:
+        frame = pd.read_csv(path, dtype={spec.data.id_column: str}, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a readable folds file ({str(e).splitlines()[0]}); {redo}") from None
     if spec.data.id_column not in frame.columns or "fold" not in frame.columns:
-        raise UserError(f"{path}: expected columns '{spec.data.id_column},fold'; rerun `mtlkaggle folds`")
-    lookup = dict(zip(frame[spec.data.id_column], frame["fold"], strict=True))
+        raise UserError(f"{path}: expected columns '{spec.data.id_column},fold'; {redo}")
+    folds = pd.to_numeric(frame["fold"], errors="coerce")
+    if folds.isna().any() or (folds < 0).any() or (folds % 1 != 0).any():
+        bad = int(np.flatnonzero(folds.isna() | (folds < 0) | (folds % 1 != 0))[0])
+        raise UserError(f"{path}:{bad + 2}: fold '{frame['fold'].iloc[bad]}' is not a fold number; {redo}")
+    lookup = dict(zip(frame[spec.data.id_column], folds.astype(int), strict=True))
     missing = [i for i in table.ids if i not in lookup]
-    if missing:
-        raise UserError(
-            f"{path}: {len(missing)} training ids have no fold (first: '{missing[0]}'); the label "
-            f"file changed since the folds were made: rerun `mtlkaggle folds {spec.name}`"
-        )
+    extra = sorted(set(lookup) - set(table.ids))
+    for ids, what in ((missing, "training ids have no fold"), (extra, "ids are not in the label file")):
+        if ids:
+            shown = ", ".join(f"'{i}'" for i in ids[:3]) + (", ..." if len(ids) > 3 else "")
+            raise UserError(f"{path}: {len(ids)} {what} ({shown}); the label file changed since: {redo}")
     return np.array([lookup[i] for i in table.ids], dtype=np.int64)
+
+
+def fold_names(spec: Spec, fold: str) -> list[str]:
+    """Expand ``--fold``: ``all`` (every fold of the folds file), a number, or ``val``.
+
+    ``val`` is the spec's fixed train/val split.
+    """
+    if fold == "val":
+        if not spec.data.val:
+            raise UserError(f"competition '{spec.name}' has no val file; use --fold K or --fold all")
+        return ["val"]
+    n_folds = int(read_folds(spec, read_split(spec, "train")).max()) + 1
+    if fold == "all":
+        return [str(k) for k in range(n_folds)]
+    if fold.isdigit() and int(fold) < n_folds:
+        return [str(int(fold))]
+    raise UserError(
+        f"--fold {fold}: expected 'all', 'val' or 0..{n_folds - 1} (the folds of {folds_path(spec)})"
+    )
+
+
+def split_fold(spec: Spec, fold: str) -> tuple[LabelTable, LabelTable]:
+    """The training and validation rows of a fold (``val``: the spec's train and val files)."""
+    train = read_split(spec, "train")
+    if fold == "val":
+        return train, read_split(spec, "val")
+    assignment = read_folds(spec, train)
+    k = int(fold)
+    return train.subset(np.flatnonzero(assignment != k)), train.subset(np.flatnonzero(assignment == k))
 
 
 def fold_label_counts(spec: Spec, table: LabelTable, fold: np.ndarray) -> pd.DataFrame:

@@ -55,3 +55,71 @@ def write_csv_atomic(path: str | Path, frame: Any, **to_csv_kwargs: Any) -> None
     to_csv_kwargs.setdefault("index", False)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, **to_csv_kwargs)
+
+
+@contextmanager
+def run_lock(path: str | Path, hold: bool = True) -> Iterator[None]:
+    """Hold ``path`` as a lock file for the block: a second process stops at once, naming the holder.
+
+    The file records the holder's pid, host and start time. A lock left by a process that no
+    longer runs on this host is taken over with a warning on stderr. ``hold=False`` (ranks other
+    than 0 under torchrun) takes nothing.
+
+    Raises:
+        UserError: another live process holds the lock.
+    """
+    if not hold:
+        yield
+        return
+    import socket
+    import sys
+    import time
+
+    from mtlkaggle.errors import UserError
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if holder is None or (holder.get("host") == me["host"] and not _alive(holder.get("pid"))):
+                print(
+                    f"warning: {path}: taking over a stale lock ({holder or 'unreadable'})", file=sys.stderr
+                )
+                path.unlink(missing_ok=True)
+                continue
+            raise UserError(
+                f"{path.parent} is in use by pid {holder.get('pid')} on {holder.get('host')} since "
+                f"{holder.get('started')}; wait for it to finish, stop it, or train under another --run"
+            ) from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(me, f)
+        break
+    try:
+        yield
+    finally:
+        if _read_lock(path) == me:
+            path.unlink(missing_ok=True)
+
+
+def _read_lock(path: Path) -> dict | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

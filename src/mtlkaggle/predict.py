@@ -16,16 +16,20 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from mtlkaggle.data import ImageDataset, ImageReadError, build_transforms, collate, read_split
+from mtlkaggle.data.labels import read_split
+from mtlkaggle.data.loading import ImageDataset, build_transforms, collate, init_worker
+from mtlkaggle.engine.checkpoint import load_fold_model
+from mtlkaggle.engine.runtime import autocast_for, resolve_device
 from mtlkaggle.errors import UserError
 from mtlkaggle.io import write_csv_atomic, write_json_atomic
 from mtlkaggle.metrics import decide
 from mtlkaggle.model import MultiTaskNet
+from mtlkaggle.paths import RunLayout
+from mtlkaggle.probabilities import probability_frame
 from mtlkaggle.progress import make_progress
 from mtlkaggle.spec import Spec
 from mtlkaggle.submission import write_submissions
-from mtlkaggle.thresholds import apply_thresholds, fold_dirs, load_thresholds
-from mtlkaggle.train import autocast_for, load_fold_model, oof_frame, resolve_device
+from mtlkaggle.thresholds import apply_thresholds, load_thresholds
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,8 @@ def _views(spec: Spec, options: PredictOptions) -> list[str]:
 def _models(
     run_dir: Path, folds: list[str] | None, device: torch.device
 ) -> tuple[list[MultiTaskNet], Spec, list[str]]:
-    available = {d.name.removeprefix("fold"): d for d in fold_dirs(run_dir)}
-    chosen = folds or sorted(available)
+    available = {f.name: f for f in RunLayout(run_dir).trained_folds()}
+    chosen = folds or list(available)
     missing = [f for f in chosen if f not in available]
     if not chosen or missing:
         raise UserError(
@@ -134,6 +138,7 @@ def predict_ensemble(spec: Spec, options: PredictOptions) -> Ensemble:
         num_workers=options.num_workers,
         collate_fn=collate,
         pin_memory=device.type == "cuda",
+        worker_init_fn=init_worker if options.num_workers > 0 else None,
     )
     autocast, _ = autocast_for(device, trained.train.amp, trained.train.amp_dtype)
     sums = {t.name: torch.zeros((len(table), t.size), device=device) for t in spec.tasks}
@@ -173,10 +178,10 @@ def ensemble_batch(models: list[MultiTaskNet], views: list[str], images: torch.T
 
 
 def _checked(loader: DataLoader):
-    try:
-        yield from loader
-    except ImageReadError as e:
-        raise UserError(f"{e}; every test image needs a prediction: fix or replace it") from None
+    for batch in loader:
+        if batch["bad"]:
+            raise UserError(f"{batch['bad'][0]}; every test image needs a prediction: fix or replace it")
+        yield batch
 
 
 def decide_all(spec: Spec, ensemble: Ensemble) -> dict[str, np.ndarray]:
@@ -198,7 +203,9 @@ def run_predict(spec: Spec, options: PredictOptions) -> tuple[Ensemble, list[Pat
     predictions = decide_all(spec, ensemble)
     # ensemble.ids are the test file's ids in order (read once, in predict_ensemble)
     written = write_submissions(spec, ensemble.ids, predictions, ensemble.ids, options.out_dir)
-    write_csv_atomic(options.out_dir / "probabilities.csv", oof_frame(spec, ensemble.ids, ensemble.probs))
+    write_csv_atomic(
+        options.out_dir / "probabilities.csv", probability_frame(spec, ensemble.ids, ensemble.probs)
+    )
     write_json_atomic(
         options.out_dir / "config.json",
         {

@@ -25,8 +25,11 @@ class _RateColumn(ProgressColumn):
         return Text(f"{speed:,.1f} {unit}/s" if speed else f"- {unit}/s", style="progress.data.speed")
 
 
-def make_progress(console: Console | None = None, transient: bool = False) -> Progress:
-    """A progress display: description, bar, done/total, rate, elapsed, ETA and a status field."""
+def make_progress(console: Console | None = None, transient: bool = False, disable: bool = False) -> Progress:
+    """A progress display: description, bar, done/total, rate, elapsed, ETA and a status field.
+
+    ``disable=True`` (ranks other than 0) keeps the interface and draws nothing.
+    """
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -38,4 +41,5 @@ def make_progress(console: Console | None = None, transient: bool = False) -> Pr
         TextColumn("{task.fields[status]}"),
         console=console,
         transient=transient,
+        disable=disable,
     )

@@ -19,8 +19,9 @@ from mtlkaggle.data import has_split, read_split
 from mtlkaggle.errors import UserError
 from mtlkaggle.io import atomic_path, write_text_atomic
 from mtlkaggle.metrics import per_label_f1
+from mtlkaggle.paths import RunLayout
 from mtlkaggle.spec import Spec
-from mtlkaggle.thresholds import apply_thresholds, collect_oof, fold_dirs
+from mtlkaggle.thresholds import apply_thresholds, collect_oof
 
 
 @dataclass
@@ -51,8 +52,9 @@ def _save(fig, path: Path) -> Path:
 def fold_scores(spec: Spec, run_dir: Path) -> pd.DataFrame:
     """Every metric at each fold's best epoch (from its metrics.csv), plus the mean row."""
     rows = []
-    for folder in fold_dirs(run_dir):
-        metrics = pd.read_csv(folder / "metrics.csv")
+    for fold in RunLayout(run_dir).trained_folds():
+        folder = fold.dir
+        metrics = pd.read_csv(fold.metrics)
         best = metrics.loc[metrics["score"].idxmax()]
         row = {"fold": folder.name.removeprefix("fold"), "best_epoch": int(best["epoch"])}
         for task in spec.tasks:
@@ -215,16 +217,18 @@ def make_report(spec: Spec, run_dir: Path, out: Path) -> Report:
     The recipe shown (and the weighting named in the curves) is the one the run saved in its
     ``config.json``; the data comes from ``spec`` (so ``--data-dir`` still applies).
     """
-    config = run_dir / "config.json"
+    config = RunLayout(run_dir).config
     if config.is_file():
         saved = Spec.model_validate(json.loads(config.read_text(encoding="utf-8")))
         spec = spec.model_copy(update={"train": saved.train})
     report = Report(out, scores=fold_scores(spec, run_dir))
     out.mkdir(parents=True, exist_ok=True)
     report.figures.append(plot_distributions(spec, out))
-    report.figures += [plot_curves(spec, folder, out) for folder in fold_dirs(run_dir)]
+    report.figures += [
+        plot_curves(spec, folder, out) for folder in (f.dir for f in RunLayout(run_dir).trained_folds())
+    ]
     _, targets, probs = collect_oof(spec, run_dir)
-    thresholds_path = run_dir / "thresholds.json"
+    thresholds_path = RunLayout(run_dir).thresholds
     tuned = json.loads(thresholds_path.read_text()) if thresholds_path.is_file() else {}
     for task in spec.tasks:
         y, p = targets[task.name], probs[task.name]

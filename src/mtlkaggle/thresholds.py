@@ -18,6 +18,7 @@ import numpy as np
 from mtlkaggle.errors import UserError
 from mtlkaggle.io import write_json_atomic
 from mtlkaggle.metrics import mean_f1, per_label_f1
+from mtlkaggle.paths import RunLayout
 from mtlkaggle.spec import Spec
 
 TUNABLE = {"mean_f1", "macro_f1"}
@@ -196,11 +197,6 @@ def tune_thresholds(
 # ---------------------------------------------------------------- the `tune` stage
 
 
-def fold_dirs(run_dir: Path) -> list[Path]:
-    """Fold folders of a run that hold a best checkpoint, in fold order."""
-    return sorted(p.parent for p in run_dir.glob("fold*/best.pt"))
-
-
 def collect_oof(spec: Spec, run_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every fold's out-of-fold probabilities, joined with the true labels by id.
 
@@ -209,9 +205,9 @@ def collect_oof(spec: Spec, run_dir: Path) -> tuple[np.ndarray, dict[str, np.nda
     """
     import pandas as pd
 
-    from mtlkaggle.data import read_split
+    from mtlkaggle.data.labels import read_split
 
-    files = [d / "oof.csv" for d in fold_dirs(run_dir) if (d / "oof.csv").is_file()]
+    files = [f.oof for f in RunLayout(run_dir).trained_folds() if f.oof.is_file()]
     if not files:
         raise UserError(f"{run_dir}: no out-of-fold predictions; run `mtlkaggle train {spec.name}` first")
     oof = pd.concat([pd.read_csv(f, dtype={spec.data.id_column: str}, keep_default_na=False) for f in files])
@@ -254,7 +250,7 @@ def tune_run(spec: Spec, run_dir: Path) -> dict[str, ThresholdResult]:
         results[task.name] = tune_thresholds(
             targets[task.name], probs[task.name], metric, grid, at_least_one=task.at_least_one
         )
-    write_json_atomic(run_dir / "thresholds.json", {name: r.to_json() for name, r in results.items()})
+    write_json_atomic(RunLayout(run_dir).thresholds, {name: r.to_json() for name, r in results.items()})
     return results
 
 
@@ -262,7 +258,7 @@ def load_thresholds(spec: Spec, run_dir: Path) -> dict[str, np.ndarray]:
     """Thresholds per multi-label task from ``thresholds.json`` (tuning first if it is missing)."""
     import json
 
-    path = run_dir / "thresholds.json"
+    path = RunLayout(run_dir).thresholds
     if not path.is_file():
         if not any(t.kind == "multilabel" for t in spec.tasks):
             return {}

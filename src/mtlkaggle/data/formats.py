@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtlkaggle.errors import UserError
+from mtlkaggle.errors import Problem, UserError
 from mtlkaggle.spec import Spec
 
 UTKFACE_NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_\d+\.jpg(\.chip\.jpg)?$")
@@ -90,8 +90,6 @@ def read_csv_file(spec: Spec, path: Path) -> RawSplit:
 
 def _read_lists(spec: Spec, split: str, labelled: bool) -> RawSplit:
     """AI6126: an image list per split, and a file of integers (one per task) per labelled split."""
-    from mtlkaggle.data import Problem
-
     name = "test" if split == "test_labels" else split
     list_path = _existing(spec.data_path / getattr(spec.data, name), "image list")
     images = [line.strip() for line in list_path.read_text(encoding="utf-8").splitlines()]
@@ -134,8 +132,6 @@ def _read_lists(spec: Spec, split: str, labelled: bool) -> RawSplit:
 
 def _read_utkface(spec: Spec, split: str, labelled: bool) -> RawSplit:
     """UTKFace: labels live in the file names; malformed names are reported and skipped."""
-    from mtlkaggle.data import Problem
-
     folder = _existing(spec.data_path / spec.data.train, "image folder")
     rows, problems = [], []
     for path in sorted(folder.iterdir()):
@@ -162,8 +158,6 @@ def _read_utkface(spec: Spec, split: str, labelled: bool) -> RawSplit:
 
 def _read_pixels(spec: Spec, split: str, labelled: bool) -> RawSplit:
     """Kaggle's age_gender.csv: 48x48 grayscale images as space-separated strings, kept in memory."""
-    from mtlkaggle.data import Problem
-
     path = _existing(spec.data_path / spec.data.train, "CSV file")
     raw = read_csv_file(spec, path)
     column, shape = spec.data.pixels_column, spec.data.pixels_shape
@@ -192,8 +186,6 @@ def _read_pixels(spec: Spec, split: str, labelled: bool) -> RawSplit:
 
 def _read_celeba(spec: Spec, split: str, labelled: bool) -> RawSplit:
     """CelebA: list_attr_celeba.txt (count, 40 names, then name and 40 values of 1/-1) + partition."""
-    from mtlkaggle.data import Problem
-
     attr_path = _existing(spec.data_path / spec.data.train, "attribute file")
     lines = attr_path.read_text(encoding="utf-8").splitlines()
     if len(lines) < 2:

@@ -1,7 +1,6 @@
-"""Label files, images and the Dataset.
+"""Label files: each split parsed into a :class:`LabelTable` (ids, image paths, targets per task).
 
-Label files are parsed into a :class:`LabelTable` (ids, image paths and one target array per
-task). Parsing collects every :class:`Problem` instead of stopping at the first one, so
+Parsing collects every :class:`~mtlkaggle.errors.Problem` instead of stopping at the first one, so
 ``mtlkaggle check`` can list them all; :func:`read_split` raises on the first.
 """
 
@@ -10,29 +9,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mtlkaggle.errors import UserError
+from mtlkaggle.data.formats import has_split, read_csv_file, read_raw
+from mtlkaggle.errors import Problem, UserError
 from mtlkaggle.spec import Spec, TaskSpec
 
-
-@dataclass(frozen=True)
-class Problem:
-    """One bad row or file, located precisely enough to fix it."""
-
-    file: str
-    line: int | None
-    column: str | None
-    message: str
-    fatal: bool = True
-
-    def __str__(self) -> str:
-        where = self.file + (f":{self.line}" if self.line is not None and self.line > 0 else "")
-        col = f" [{self.column}]" if self.column else ""
-        return f"{where}{col}: {self.message}"
+__all__ = ["LabelTable", "has_split", "parse_label_file", "parse_split", "read_split", "task_matrix"]
 
 
 @dataclass
@@ -70,13 +55,6 @@ class LabelTable:
         )
 
 
-def has_split(spec: Spec, split: str) -> bool:
-    """Whether the competition provides ``split`` (train, val, test, test_labels)."""
-    from mtlkaggle.formats import has_split as _has
-
-    return _has(spec, split)
-
-
 def read_split(spec: Spec, split: str, labelled: bool | None = None) -> LabelTable:
     """Read and validate one split's label file.
 
@@ -98,8 +76,6 @@ def read_split(spec: Spec, split: str, labelled: bool | None = None) -> LabelTab
 
 def parse_split(spec: Spec, split: str, labelled: bool | None = None) -> tuple[LabelTable, list[Problem]]:
     """Parse one split in the spec's format, returning the table and every problem found."""
-    from mtlkaggle.formats import read_raw
-
     labelled = split != "test" if labelled is None else labelled
     return _parse_raw(spec, read_raw(spec, split, labelled), labelled, split)
 
@@ -108,8 +84,6 @@ def parse_label_file(
     spec: Spec, path: Path, labelled: bool = True, split: str = "labels"
 ) -> tuple[LabelTable, list[Problem]]:
     """Parse a CSV laid out like the spec's label columns (e.g. held-out test labels)."""
-    from mtlkaggle.formats import read_csv_file
-
     if not path.is_file():
         raise UserError(f"{path}: label file not found")
     return _parse_raw(spec, read_csv_file(spec, path), labelled, split)
@@ -307,141 +281,3 @@ def task_matrix(spec: Spec, table: LabelTable) -> np.ndarray:
         elif task.kind == "multilabel":
             blocks.append(y)
     return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(table), 0), np.float32)
-
-
-# ---------------------------------------------------------------- images
-
-
-class ImageReadError(Exception):
-    """An image that is missing, unreadable or truncated."""
-
-
-def load_image(path: Path, draft_size: int | None = None) -> np.ndarray:
-    """Decode an image as an RGB uint8 array (H, W, 3).
-
-    Grayscale, palette and RGBA images are converted to RGB. For JPEGs, ``draft_size`` lets
-    libjpeg decode at a reduced scale (1/2, 1/4, 1/8) that is still at least that many pixels on
-    the shorter side: several times faster than decoding full size and resizing.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            if draft_size and img.format == "JPEG":
-                w, h = img.size
-                scale = draft_size / min(w, h)
-                img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
-            rgb = img.convert("RGB")
-            return np.asarray(rgb)
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: image not found") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(f"{path}: unreadable image ({e})") from None
-
-
-def verify_image(path: Path) -> str | None:
-    """Fully decode an image; return what is wrong with it, or None when it is fine."""
-    try:
-        arr = load_image(path)
-    except ImageReadError as e:
-        return str(e).split(": ", 1)[1]
-    if arr.size == 0:
-        return "empty image"
-    return None
-
-
-def build_transforms(spec: Spec, img_size: int, train: bool) -> Any:
-    """The albumentations pipeline for training or evaluation (uint8 in, uint8 out).
-
-    Normalization happens on the device (see ``model.MultiTaskNet.normalize``) so that workers
-    hand over compact uint8 tensors.
-    """
-    import albumentations as A
-    import cv2
-
-    aug = spec.augment
-    size = (img_size, img_size)
-    if not train:
-        if aug.eval_resize == "squash":
-            return A.Compose([A.Resize(*size)])
-        return A.Compose(
-            [
-                A.LongestMaxSize(max_size=img_size),
-                A.PadIfNeeded(img_size, img_size, border_mode=cv2.BORDER_CONSTANT, fill=0),
-            ]
-        )
-    steps = [A.RandomResizedCrop(size=size, scale=aug.crop_scale, ratio=(0.8, 1.25))]
-    if aug.rotate or aug.shift:
-        steps.append(
-            A.Affine(
-                rotate=(-aug.rotate, aug.rotate),
-                translate_percent=(-aug.shift, aug.shift),
-                border_mode=cv2.BORDER_REFLECT_101,
-                p=0.7,
-            )
-        )
-    if aug.hflip:
-        steps.append(A.HorizontalFlip(p=aug.hflip))
-    if aug.vflip:
-        steps.append(A.VerticalFlip(p=aug.vflip))
-    if aug.color_jitter:
-        c = aug.color_jitter
-        steps.append(A.ColorJitter(brightness=c, contrast=c, saturation=c, hue=c / 4, p=0.8))
-    return A.Compose(steps)
-
-
-class ImageDataset:
-    """Images of a :class:`LabelTable`, transformed, as uint8 CHW tensors plus targets.
-
-    Augmentation randomness comes from the seed each key carries (see ``train.SeededSampler``),
-    so a sample's augmentation depends on (run seed, epoch, index) only: not on worker count,
-    batch order or whether the run was resumed.
-
-    With ``skip_bad=True`` an unreadable image yields ``None`` (dropped and counted by
-    :func:`collate`); otherwise it raises :class:`ImageReadError` naming the file.
-    """
-
-    def __init__(self, table: LabelTable, transform: Any, img_size: int, skip_bad: bool = False):
-        self.table = table
-        self.transform = transform
-        self.draft_size = img_size
-        self.skip_bad = skip_bad
-
-    def __len__(self) -> int:
-        return len(self.table)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any] | None:
-        """One sample; ``key`` is an index, or ``(index, seed)`` to fix its augmentation."""
-        import torch
-
-        i, seed = key if isinstance(key, tuple) else (key, None)
-        if seed is not None and hasattr(self.transform, "set_random_seed"):
-            self.transform.set_random_seed(seed)
-        if self.table.images is not None:
-            image = self.table.images[i]
-            image = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
-        else:
-            try:
-                image = load_image(self.table.paths[i], self.draft_size)
-            except ImageReadError:
-                if self.skip_bad:
-                    return None
-                raise
-        image = self.transform(image=image)["image"]
-        sample = {
-            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "index": i,
-        }
-        for name, y in self.table.targets.items():
-            sample[name] = torch.as_tensor(y[i])
-        return sample
-
-
-def collate(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
-    """Stack samples into a batch, dropping (and counting) unreadable ones."""
-    from torch.utils.data import default_collate
-
-    good = [s for s in samples if s is not None]
-    batch = default_collate(good) if good else {}
-    batch["skipped"] = len(samples) - len(good)
-    return batch

@@ -1,0 +1,93 @@
+"""What a DDP run needs beyond one process: wrapping, SyncBatchNorm, agreeing and gathering.
+
+Every helper is a no-op (or the identity) when the runtime is not distributed, so the trainer
+reads the same for one process and for many.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from mtlkaggle.engine.runtime import Runtime
+
+
+def prepare_module(module: nn.Module, runtime: Runtime) -> nn.Module:
+    """SyncBatchNorm on CUDA when distributed (the neck's BatchNorm1d sees small per-GPU batches).
+
+    On CPU (gloo) BatchNorm stays local: SyncBatchNorm needs CUDA.
+    """
+    if runtime.distributed and runtime.device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return module
+
+
+def wrap(module: nn.Module, runtime: Runtime) -> nn.Module:
+    """``module`` wrapped in DistributedDataParallel when distributed, else itself.
+
+    Call again after parameters are frozen: DDP fixes the parameters it reduces when it is built.
+    """
+    if not runtime.distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+
+
+def all_true(flag: bool, runtime: Runtime) -> bool:
+    """Whether ``flag`` holds on every rank (so all ranks take the same branch)."""
+    if not runtime.distributed:
+        return flag
+    import torch.distributed as dist
+
+    value = torch.tensor([1 if flag else 0], device=_comm_device(runtime))
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return bool(value.item())
+
+
+def sum_across(tensor: torch.Tensor, runtime: Runtime) -> torch.Tensor:
+    """The element-wise sum of ``tensor`` over ranks (a new tensor; ``tensor`` is unchanged)."""
+    if not runtime.distributed:
+        return tensor
+    import torch.distributed as dist
+
+    total = tensor.detach().clone().to(_comm_device(runtime))
+    dist.all_reduce(total)
+    return total.to(tensor.device)
+
+
+def gather_objects(obj: Any, runtime: Runtime) -> list[Any]:
+    """Every rank's ``obj`` (picklable), in rank order, on every rank."""
+    if not runtime.distributed:
+        return [obj]
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * runtime.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(runtime: Runtime) -> None:
+    """Wait for every rank."""
+    if runtime.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def broadcast_object(obj: Any, runtime: Runtime) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not runtime.distributed:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _comm_device(runtime: Runtime) -> torch.device:
+    return runtime.device if runtime.device.type == "cuda" else torch.device("cpu")

@@ -1,0 +1,113 @@
+"""Where every artefact lives: one place spells ``runs/COMP/RUN/...``, ``submissions/`` and ``reports/``.
+
+All paths are relative to the working directory, like the ``competition/`` and ``folds/`` folders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+RUNS = Path("runs")
+SUBMISSIONS = Path("submissions")
+REPORTS = Path("reports")
+
+
+@dataclass(frozen=True)
+class FoldLayout:
+    """The files of one fold: ``runs/COMP/RUN/fold{K}/``."""
+
+    dir: Path
+
+    @property
+    def name(self) -> str:
+        """The fold's name (``0``, ``val``, ``full``)."""
+        return self.dir.name.removeprefix("fold")
+
+    @property
+    def best(self) -> Path:
+        """The best epoch's weights and scores."""
+        return self.dir / "best.pt"
+
+    @property
+    def last(self) -> Path:
+        """Everything needed to resume."""
+        return self.dir / "last.pt"
+
+    @property
+    def metrics(self) -> Path:
+        """One row per epoch."""
+        return self.dir / "metrics.csv"
+
+    @property
+    def oof(self) -> Path:
+        """The best epoch's validation probabilities, keyed by id."""
+        return self.dir / "oof.csv"
+
+    @property
+    def config(self) -> Path:
+        """The resolved spec and how the fold was started."""
+        return self.dir / "config.json"
+
+    @property
+    def outputs(self) -> tuple[Path, ...]:
+        """The files a fresh start removes first."""
+        return (self.best, self.last, self.oof, self.metrics)
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The files of one run: ``runs/COMP/RUN/``."""
+
+    dir: Path
+
+    @classmethod
+    def of(cls, comp: str, run: str) -> RunLayout:
+        """The layout of run ``run`` of competition ``comp`` under the working directory."""
+        return cls(RUNS / comp / run)
+
+    @property
+    def name(self) -> str:
+        """The run's name."""
+        return self.dir.name
+
+    def fold(self, name: str) -> FoldLayout:
+        """Fold ``name``'s files."""
+        return FoldLayout(self.dir / f"fold{name}")
+
+    def trained_folds(self) -> list[FoldLayout]:
+        """Folds that hold a best checkpoint, in fold order (numbers first, then ``val``, ``full``)."""
+        found = [FoldLayout(p.parent) for p in self.dir.glob("fold*/best.pt")]
+        return sorted(
+            found, key=lambda f: (not f.name.isdigit(), int(f.name) if f.name.isdigit() else 0, f.name)
+        )
+
+    @property
+    def summary(self) -> Path:
+        """One row per fold plus the mean."""
+        return self.dir / "summary.csv"
+
+    @property
+    def config(self) -> Path:
+        """The resolved spec of the last ``train`` call."""
+        return self.dir / "config.json"
+
+    @property
+    def thresholds(self) -> Path:
+        """Tuned thresholds of multi-label tasks."""
+        return self.dir / "thresholds.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held by the process that trains this run."""
+        return self.dir / ".lock"
+
+
+def submissions_dir(comp: str) -> Path:
+    """Where ``predict`` writes and ``submit`` reads by default."""
+    return SUBMISSIONS / comp
+
+
+def report_dir(comp: str, run: str) -> Path:
+    """Where ``report`` writes by default."""
+    return REPORTS / comp / run
