@@ -34,7 +34,22 @@ def wrap(module: nn.Module, runtime: Runtime) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-    return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+    return DistributedDataParallel(module, device_ids=ids)
+
+
+def sync_buffers(module: nn.Module, runtime: Runtime) -> None:
+    """Give every rank rank 0's buffers (BatchNorm statistics), so all validate the saved weights."""
+    if not runtime.distributed:
+        return
+    import torch.distributed as dist
+
+    for buffer in module.buffers():
+        if runtime.device.type == "cuda":
+            dist.broadcast(buffer, src=0)
+        else:
+            copy = buffer.detach().cpu()
+            dist.broadcast(copy, src=0)
+            buffer.copy_(copy)
 
 
 def all_true(flag: bool, runtime: Runtime) -> bool:

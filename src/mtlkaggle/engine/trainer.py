@@ -378,6 +378,7 @@ class Trainer:
     def validate(self, progress) -> Validation:
         """Validation losses, scores and probabilities over every validation row (all ranks')."""
         model = self.eval_model
+        dist.sync_buffers(model, self.runtime)
         model.eval()
         names = [t.name for t in self.spec.tasks]
         loss_sum = torch.zeros(len(names) + 1, device=self.device)
