@@ -306,3 +306,76 @@ def test_compiled_model_trains_and_predicts(tiny_spec, workspace):
         spec, PredictOptions(workspace / "runs/demo/main", workspace / "sub", device="cuda", num_workers=0)
     )
     assert all(p.is_file() for p in written)
+
+
+def test_resume_is_exact_with_worker_processes(tiny_spec, workspace):
+    # workers start (and draw their base seed) on the first epoch after a resume, not before:
+    # they must not shift the dropout RNG, so the resumed run still equals the uninterrupted one
+    spec = with_train_overrides(tiny_spec, epochs=2, num_workers=2)
+    train_fold(spec, "2", TrainOptions(workspace / "runs/full"))
+
+    def stop_after_one(run, row):
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        train_fold(spec, "2", TrainOptions(workspace / "runs/cut", on_epoch_end=stop_after_one))
+    train_fold(spec, "2", TrainOptions(workspace / "runs/cut", resume=True))
+    full = _weights(workspace / "runs/full/fold2/last.pt")
+    cut = _weights(workspace / "runs/cut/fold2/last.pt")
+    assert all(torch.equal(full[k], cut[k]) for k in full)
+
+
+def test_a_second_process_on_the_same_run_stops_at_once(tiny_spec, workspace, runner):
+    import json
+    import subprocess
+    import sys
+
+    from mtlkaggle.cli import app
+    from mtlkaggle.io import run_lock
+
+    args = ["train", "demo", "--fold", "0", "--epochs", "1", "--backbone", "test_efficientnet"]
+    args += ["--img-size", "32", "--no-pretrained", "--num-workers", "0"]
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        lock = workspace / "runs/demo/main/.lock"
+        lock.parent.mkdir(parents=True)
+        import socket
+
+        lock.write_text(json.dumps({"pid": holder.pid, "host": socket.gethostname(), "started": "10:00"}))
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2
+        assert f"runs/demo/main is in use by pid {holder.pid}" in result.output
+        assert "since 10:00" in result.output
+        assert not (workspace / "runs/demo/main/fold0").exists()  # nothing was touched
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale, taken over with a warning, and released afterwards
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "taking over a stale lock" in result.output
+    assert not lock.exists()
+    with run_lock(lock):  # held, then released even when the block fails
+        assert json.loads(lock.read_text())["pid"] == __import__("os").getpid()
+    assert not lock.exists()
+
+
+def test_the_folds_file_decides_how_many_folds_train(tiny_spec, workspace, runner):
+    from mtlkaggle.cli import app
+
+    assert runner.invoke(app, ["folds", "demo", "--n-splits", "2"]).exit_code == 0
+    args = ["train", "demo", "--fold", "all", "--epochs", "1", "--backbone", "test_efficientnet"]
+    result = runner.invoke(app, [*args, "--img-size", "32", "--no-pretrained", "--num-workers", "0"])
+    assert result.exit_code == 0, result.output
+    trained = sorted(p.name for p in (workspace / "runs/demo/main").glob("fold*"))
+    assert trained == ["fold0", "fold1"]
+    # ids added to the label file since the folds were made: named
+    train_csv = workspace / "data/demo/train.csv"
+    frame = pd.read_csv(train_csv, dtype=str, keep_default_na=False)
+    extra = frame.iloc[[0]].assign(file_path="images/new_0001.jpg")
+    pd.concat([frame, extra]).to_csv(train_csv, index=False)
+    source = workspace / "data/demo" / frame.iloc[0]["file_path"]
+    (workspace / "data/demo/images/new_0001.jpg").write_bytes(source.read_bytes())
+    result = runner.invoke(app, [*args, "--img-size", "32", "--no-pretrained", "--overwrite"])
+    assert result.exit_code == 2
+    assert "1 training ids have no fold ('images/new_0001.jpg')" in result.output
