@@ -207,7 +207,10 @@ def run_training(spec: Spec, fold: str, options: TrainOptions, jobs: int = 1) ->
         raise UserError(
             "--jobs runs folds side by side; under torchrun every process trains one fold: use --jobs 1"
         )
-    summary = train_folds(spec, fold_names(spec, fold), options, jobs)
+    try:
+        summary = train_folds(spec, fold_names(spec, fold), options, jobs)
+    finally:
+        dist.close()
     thresholds = None
     if rank == 0 and fold in ("all", "val") and any(t.kind == "multilabel" for t in spec.tasks):
         from mtlkaggle.thresholds import tune_run

@@ -104,5 +104,13 @@ def broadcast_object(obj: Any, runtime: Runtime) -> Any:
     return box[0]
 
 
+def close() -> None:
+    """Leave the process group, if this process joined one (NCCL warns when it is left open)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _comm_device(runtime: Runtime) -> torch.device:
     return runtime.device if runtime.device.type == "cuda" else torch.device("cpu")
