@@ -558,6 +558,7 @@ def submit(
     console.print(table)
     if not wait or dry_run:
         return
+    err_console.print(f"waiting up to {timeout:g} s for Kaggle to score {len(uploads)} file(s) ...")
     scored = wait_for_scores(spec, uploads, timeout, poll_interval)
     console.print(_submissions_table(scored, f"{escape(spec.name)}: Kaggle's scores"))
     _exit_unless_scored(spec.name, scored, timeout)

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import tempfile
+import time
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from mtlkaggle.errors import UserError
+from mtlkaggle.io import write_json_atomic
+from mtlkaggle.paths import submitted_log
 from mtlkaggle.spec import Spec, SubmissionSpec
 from mtlkaggle.submission import read_submission
 
@@ -34,6 +40,30 @@ class Upload:
     competition: str
     ref: str
     message: str
+
+
+@dataclass(frozen=True)
+class KaggleSubmission:
+    """One submission as Kaggle lists it: ``status`` is PENDING, COMPLETE or ERROR."""
+
+    competition: str
+    ref: str
+    date: str
+    file: str
+    message: str
+    status: str
+    public_score: str | None
+    private_score: str | None
+    error: str
+
+    @property
+    def pending(self) -> bool:
+        """Not scored yet (and not failed)."""
+        return self.status not in ("COMPLETE", "ERROR")
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict."""
+        return asdict(self)
 
 
 def _config_dirs() -> list[Path]:
@@ -143,11 +173,143 @@ def submit_files(spec: Spec, submission_dir: Path, message: str, dry_run: bool =
         text = str(getattr(response, "message", "") or "")
         if not ref or ref == "0":
             done = f"; already uploaded: {', '.join(u.file.name for u in uploads)}" if uploads else ""
+            _record_uploads(spec.name, submission_dir, message, uploads)
             raise UserError(
                 f"{what}: Kaggle did not accept it: {text or 'no submission reference returned'}{done}"
             )
         uploads.append(Upload(path, sub.kaggle, ref, text))
+    _record_uploads(spec.name, submission_dir, message, uploads)
     return uploads
+
+
+def _read_record(comp: str) -> list[dict]:
+    path = submitted_log(comp)
+    try:
+        records = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    except ValueError:
+        records = []  # a damaged record only loses history; it must not block a submission
+    return records if isinstance(records, list) else []
+
+
+def _record_uploads(comp: str, submission_dir: Path, message: str, uploads: list[Upload]) -> None:
+    """Append what was sent to ``submissions/COMP/submitted.json`` (which run made it, when)."""
+    if not uploads:
+        return
+    run = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        run = json.loads((submission_dir / "config.json").read_text(encoding="utf-8")).get("run")
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    records = _read_record(comp) + [
+        {
+            "ref": u.ref,
+            "competition": u.competition,
+            "file": u.file.name,
+            "message": message,
+            "run": run,
+            "submission_dir": str(submission_dir),
+            "date": date,
+            "status": "PENDING",
+            "public_score": None,
+            "private_score": None,
+        }
+        for u in uploads
+    ]
+    write_json_atomic(submitted_log(comp), records)
+
+
+def _update_record(comp: str, listed: list[KaggleSubmission]) -> None:
+    """Copy Kaggle's status and scores onto the submissions this project recorded."""
+    records = _read_record(comp)
+    by_ref = {s.ref: s for s in listed}
+    changed = False
+    for record in records:
+        found = by_ref.get(str(record.get("ref")))
+        if found is not None:
+            record.update(
+                status=found.status, public_score=found.public_score, private_score=found.private_score
+            )
+            changed = True
+    if changed:
+        write_json_atomic(submitted_log(comp), records)
+
+
+def _as_submission(competition: str, item) -> KaggleSubmission:
+    status = getattr(item.status, "name", str(item.status))
+    date = item.date.isoformat(sep=" ", timespec="seconds") if item.date else ""
+    return KaggleSubmission(
+        competition=competition,
+        ref=str(item.ref),
+        date=date,
+        file=item.file_name or "",
+        message=item.description or "",
+        status=status,
+        public_score=item.public_score or None,
+        private_score=item.private_score or None,
+        error=item.error_description or "",
+    )
+
+
+def _list_one(api, competition: str, limit: int) -> list[KaggleSubmission]:
+    try:
+        items = api.competition_submissions(competition, page_size=limit) or []
+    except Exception as e:  # noqa: BLE001 - the client raises requests errors of many kinds
+        raise _explain(e, f"listing submissions of '{competition}'", competition) from None
+    return [_as_submission(competition, item) for item in items if item is not None]
+
+
+def list_submissions(spec: Spec, limit: int = 20, api=None) -> list[KaggleSubmission]:
+    """The most recent submissions to each of the spec's Kaggle competitions, newest first.
+
+    Also copies their status and scores into ``submissions/COMP/submitted.json``.
+
+    Raises:
+        UserError: no competition in the spec, no credentials, or Kaggle refuses.
+    """
+    slugs = list(dict.fromkeys(s.kaggle for s in spec.submissions if s.kaggle))
+    if not slugs:
+        raise UserError(
+            f"competition '{spec.name}' names no Kaggle competition (`kaggle = \"slug\"` in the spec)"
+        )
+    api = api or kaggle_api()
+    listed = [item for slug in slugs for item in _list_one(api, slug, limit)]
+    _update_record(spec.name, listed)
+    return sorted(listed, key=lambda s: s.date, reverse=True)
+
+
+def wait_for_scores(
+    spec: Spec,
+    uploads: list[Upload],
+    timeout: float = 900.0,
+    interval: float = 15.0,
+    on_poll: Callable[[list[KaggleSubmission]], None] | None = None,
+) -> list[KaggleSubmission]:
+    """Poll Kaggle's submissions list until every upload is scored or failed, or ``timeout`` passes.
+
+    Returns:
+        One entry per upload, in upload order; entries still ``PENDING`` at the timeout stay so.
+
+    Raises:
+        UserError: Kaggle refuses the listing, or no longer lists an upload.
+    """
+    api = kaggle_api()
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = {}
+        for slug in dict.fromkeys(u.competition for u in uploads):
+            listed.update({(slug, s.ref): s for s in _list_one(api, slug, 100)})
+        missing = [u for u in uploads if (u.competition, u.ref) not in listed]
+        if missing:
+            raise UserError(
+                f"Kaggle does not list submission {missing[0].ref} ({missing[0].file.name}) of "
+                f"'{missing[0].competition}'; see https://www.kaggle.com/competitions/{missing[0].competition}/submissions"
+            )
+        found = [listed[(u.competition, u.ref)] for u in uploads]
+        _update_record(spec.name, found)
+        if on_poll is not None:
+            on_poll(found)
+        if not any(s.pending for s in found) or time.monotonic() >= deadline:
+            return found
+        time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
 
 
 def safe_extract(archive: Path, dest: Path) -> list[str]:
