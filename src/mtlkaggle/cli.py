@@ -698,12 +698,20 @@ def report(
     comp: Comp,
     run: Annotated[str, typer.Option(help="Run to report on.")] = "main",
     out_dir: Annotated[Path | None, typer.Option(help="Default: reports/COMP/RUN.")] = None,
+    submission_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Files predicted from this run, scored when test labels exist (default: submissions/COMP)."
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Write a run's report: figures (class distributions, training curves, confusion matrices,
-    per-label F1, regression errors) and report.md with per-fold and mean scores.
+    """Write a run's report.md and figures into reports/COMP/RUN.
 
-    Prints the score table and the folder's path.
+    Figures: class distributions, training curves, confusion matrices, per-label F1, regression
+    errors. report.md: per-fold and mean scores, test (holdout) scores of the run's submission
+    files when labels exist, tuned thresholds per label, time and img/s per fold, environment,
+    command and configuration. Prints the score tables and the folder's path.
     """
     from mtlkaggle.paths import RunLayout, report_dir
     from mtlkaggle.report import make_report
@@ -711,9 +719,13 @@ def report(
 
     spec = load_spec(comp, data_dir)
     out = out_dir or report_dir(spec.name, run)
-    written = make_report(spec, RunLayout.of(spec.name, run).dir, out)
+    written = make_report(spec, RunLayout.of(spec.name, run).dir, out, submission_dir)
     title = f"{escape(spec.name)}: run '{escape(run)}', best epoch of each fold"
     console.print(_scores_table(written.scores, title))
+    if written.test_scores is not None:
+        console.print(
+            _frame_table(written.test_scores, f"{escape(spec.name)}: run '{escape(run)}', test labels")
+        )
     console.print(f"report: {escape(str(out / 'report.md'))} ({len(written.figures)} figures)")
 
 
