@@ -58,10 +58,11 @@ def test_progress_goes_to_stderr_and_stays_off_without_a_terminal():
         piped.advance(task, 3)
     assert piped.disable and buffer.getvalue() == ""
     drawn = io.StringIO()
-    with make_progress(Console(file=drawn, force_terminal=True, width=100)) as shown:
-        task = shown.add_task("work", total=3, unit="img", status="")
+    with make_progress(Console(file=drawn, force_terminal=True, width=120)) as shown:
+        task = shown.add_task("fold [b]x", total=3, unit="img", status="loss [red]")
         shown.advance(task, 3)
-    assert not shown.disable and "work" in drawn.getvalue() and "3/3" in drawn.getvalue()
+    assert not shown.disable and "3/3" in drawn.getvalue()
+    assert "fold [b]x" in drawn.getvalue() and "loss [red]" in drawn.getvalue()  # printed as written
 
 
 def test_check_json_is_one_object_on_stdout(runner, workspace):

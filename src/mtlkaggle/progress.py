@@ -40,14 +40,14 @@ def make_progress(console: Console | None = None, transient: bool = False, disab
     """
     console = console or make_console(stderr=True)
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),  # plain text: fold and file names
         BarColumn(),
         MofNCompleteColumn(),
         _RateColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
         console=console,
         transient=transient,
         disable=disable or not console.is_terminal,
