@@ -16,7 +16,7 @@ from mtlkaggle.spec import load_spec
 from mtlkaggle.submission import write_submissions
 
 
-def _write_random_submission(workspace, seed: int = 0):
+def write_random_submission(workspace, seed: int = 0):
     spec = load_spec("demo")
     test = read_split(spec, "test", labelled=False)
     rng = np.random.default_rng(seed)
@@ -38,7 +38,7 @@ def test_piped_console_is_wide_and_terminal_console_fits_the_window():
 
 
 def test_submit_dry_run_through_a_pipe_shows_full_names(runner, workspace):
-    _write_random_submission(workspace)
+    write_random_submission(workspace)
     result = runner.invoke(app, ["submit", "demo", "--dry-run"])  # CliRunner's stdout is not a TTY
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if "would submit 24 rows" in line]
@@ -91,7 +91,7 @@ def test_check_json_is_one_object_on_stdout(runner, workspace):
 
 
 def test_evaluate_json_matches_the_table(runner, workspace):
-    _write_random_submission(workspace)
+    write_random_submission(workspace)
     result = runner.invoke(app, ["evaluate", "demo", "submissions/demo", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)

@@ -12,6 +12,8 @@ from mtlkaggle.cli import app
 from mtlkaggle.spec import with_train_overrides
 from mtlkaggle.train import TrainOptions, train_folds
 
+from .test_output import write_random_submission
+
 METRICS = ["category/accuracy", "category/macro_f1", "attribute/mean_f1", "attribute/macro_f1"]
 
 
@@ -102,6 +104,16 @@ def test_runs_table_json_and_kaggle_scores_after_two_runs(two_runs, workspace, r
     assert runs["b"]["submission"] is None
     table = runner.invoke(app, ["runs", "demo"]).output
     assert "category.csv=0.91250 attribute.csv=PENDING" in table
+
+    # files in submissions/demo predicted from run b: its test score against the kept-apart labels
+    write_random_submission(workspace)
+    (workspace / "submissions/demo/config.json").write_text(json.dumps({"run": "runs/demo/b"}))
+    evaluated = json.loads(runner.invoke(app, ["evaluate", "demo", "submissions/demo", "--json"]).stdout)
+    runs = {r["name"]: r for r in json.loads(runner.invoke(app, ["runs", "demo", "--json"]).stdout)["runs"]}
+    assert runs["b"]["test"] == {f"{s['task']}/{s['metric']}": s["score"] for s in evaluated["scores"]}
+    assert runs["a"]["test"] == {}
+    table = runner.invoke(app, ["runs", "demo"]).output
+    assert " ".join(f"{runs['b']['test'][m]:.4f}" for m in METRICS) in table
 
 
 def test_runs_without_runs_is_a_clear_error(workspace, runner):

@@ -634,8 +634,9 @@ def runs(comp: Comp, data_dir: DataDir = None, as_json: Json = False) -> None:
     """Compare every run of a competition in one table, best first by the spec's monitor.
 
     Per run: backbone, image size, epochs, folds trained, CV score of each metric (mean +- std
-    over the numbered folds), the holdout ('val' fold) score, wall time, img/s, date, and the
-    latest submission's message and Kaggle public score where known.
+    over the numbered folds), the holdout ('val' fold) score, the test score of its files in
+    submissions/COMP where test labels exist, wall time, img/s, date, and the latest
+    submission's message and Kaggle public score where known.
     """
     from mtlkaggle.runs import compare_runs, metric_names
     from mtlkaggle.spec import load_spec
@@ -652,9 +653,15 @@ def runs(comp: Comp, data_dir: DataDir = None, as_json: Json = False) -> None:
 def _runs_table(found, metrics: list[str], title: str) -> Table:
     table = Table(title=title)
     holdout = any(r.holdout for r in found)
+    test = any(r.test for r in found)
     kaggle = any(r.submission is not None for r in found)
     columns = ["run", "backbone", "img", "epochs", "folds", *(f"{m} (CV)" for m in metrics)]
-    columns += ["holdout " + " ".join(metrics)] if holdout else []
+    columns += ["holdout"] if holdout else []
+    columns += ["test"] if test else []
+    if holdout or test:
+        table.caption = (
+            "holdout ('val' fold) and test (submissions/COMP vs test labels): the CV columns' metrics"
+        )
     columns += ["wall", "img/s", "date"] + (["submission", "Kaggle public"] if kaggle else [])
     for column in columns:
         table.add_column(escape(column), justify="left" if column in ("run", "backbone", "date") else "right")
@@ -662,12 +669,18 @@ def _runs_table(found, metrics: list[str], title: str) -> Table:
         cv = [f"{r.cv[m]['mean']:.4f} ± {r.cv[m]['std']:.4f}" if m in r.cv else "-" for m in metrics]
         cells = [r.name, r.backbone, str(r.img_size), str(r.epochs), ",".join(r.folds), *cv]
         if holdout:
-            cells.append(" ".join(f"{r.holdout[m]:.4f}" if m in r.holdout else "-" for m in metrics))
+            cells.append(_score_list(r.holdout, metrics))
+        if test:
+            cells.append(_score_list(r.test, metrics))
         cells += [_duration(r.wall_s), f"{r.img_per_s:.0f}" if r.img_per_s else "-", r.date]
         if kaggle:
             cells += [r.submission or "-", " ".join(f"{f}={v}" for f, v in r.kaggle.items()) or "-"]
         table.add_row(*(escape(c) for c in cells))
     return table
+
+
+def _score_list(scores: dict[str, float], metrics: list[str]) -> str:
+    return " ".join(f"{scores[m]:.4f}" if m in scores else "-" for m in metrics) if scores else "-"
 
 
 def _duration(seconds: float) -> str:

@@ -1,8 +1,10 @@
 """``mtlkaggle runs``: every run of a competition in one table, best first.
 
-Reads only what ``train``, ``submit`` and ``submissions`` wrote: each run's ``config.json``, each
-fold's ``metrics.csv`` (best epoch by the monitored ``score``, wall time, img/s) and the local
-record of submissions (``submissions/COMP/submitted.json``) with Kaggle's scores where known.
+Reads only what ``train``, ``predict``, ``submit`` and ``submissions`` wrote: each run's
+``config.json``, each fold's ``metrics.csv`` (best epoch by the monitored ``score``, wall time,
+img/s), the local record of submissions (``submissions/COMP/submitted.json``) with Kaggle's scores
+where known and, where the competition keeps test labels, the score of the submission files in
+``submissions/COMP`` for the run that predicted them.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import pandas as pd
 
 from mtlkaggle.errors import UserError
 from mtlkaggle.metrics import monitor_score
-from mtlkaggle.paths import RUNS, FoldLayout, RunLayout, submitted_log
+from mtlkaggle.paths import RUNS, FoldLayout, RunLayout, submissions_dir, submitted_log
 from mtlkaggle.spec import Spec
 
 
@@ -32,6 +34,7 @@ class RunSummary:
     folds: list[str]
     cv: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> {"mean", "std"}
     holdout: dict[str, float] = field(default_factory=dict)  # the 'val' fold's best epoch
+    test: dict[str, float] = field(default_factory=dict)  # its files in submissions/COMP vs test labels
     wall_s: float = 0.0
     img_per_s: float | None = None
     date: str = ""
@@ -56,6 +59,7 @@ def compare_runs(spec: Spec) -> list[RunSummary]:
     runs = [r for r in (_summarize(spec, layout, submitted) for layout in layouts) if r is not None]
     if not runs:
         raise UserError(f"{root}: no trained runs; run `mtlkaggle train {spec.name}` first")
+    _attach_test_scores(spec, runs, root)
     return sorted(runs, key=lambda r: (r.rank is None, -(r.rank or 0.0), r.name))
 
 
@@ -150,6 +154,24 @@ def _attach_submissions(run: RunSummary, layout: RunLayout, submitted: list[dict
     for record in batch:
         score = record.get("public_score")
         run.kaggle[str(record.get("file"))] = score if score not in (None, "") else str(record.get("status"))
+
+
+def _attach_test_scores(spec: Spec, runs: list[RunSummary], root: Path) -> None:
+    """Score ``submissions/COMP`` against the test labels, for the run that predicted it."""
+    from mtlkaggle.data import has_split
+    from mtlkaggle.evaluate import evaluate_submissions
+
+    folder = submissions_dir(spec.name)
+    if not has_split(spec, "test_labels") or not (folder / "config.json").is_file():
+        return
+    try:
+        made_from = json.loads((folder / "config.json").read_text(encoding="utf-8"))["run"]
+        scores = evaluate_submissions(spec, folder)
+    except (ValueError, KeyError, TypeError, UserError):
+        return  # no run named, or files stale against the labels: `evaluate` says why
+    for run in runs:
+        if _same_path(str(made_from), root / run.name):
+            run.test = {f"{r.task}/{r.metric}": float(r.score) for r in scores.itertuples()}
 
 
 def _same_path(a: str, b: Path) -> bool:
