@@ -31,6 +31,7 @@ class KaggleState:
     uploads: dict[str, bytes] = field(default_factory=dict)
     auth_headers: list[str] = field(default_factory=list)
     pending_polls: int = 2
+    list_failures: int = 0  # the first N ListSubmissions calls answer 503
     scores: dict[str, str] = field(default_factory=dict)  # file name -> public score
     file_names: dict[str, str] = field(default_factory=dict)  # upload token -> file name
     submissions: list[dict] = field(default_factory=list)  # newest last, as ListSubmissions shows them
@@ -110,6 +111,9 @@ def make_server(state: KaggleState) -> ThreadingHTTPServer:
                     }
                 )
                 return self._json(200, {"message": "Successfully submitted", "ref": ref})
+            if name == "ListSubmissions" and state.list_failures > 0:
+                state.list_failures -= 1
+                return self._json(503, {"code": 503, "message": "unavailable"})
             if name == "ListSubmissions":
                 return self._json(200, {"submissions": _listed(state, body.get("competitionName", ""))})
             if name == "DownloadDataFiles":

@@ -202,6 +202,7 @@ def _submit_from_run(submission_dir, run="runs/demo/a"):
 def test_submit_wait_prints_scores_and_records_them(kaggle, submission_dir, runner):
     _submit_from_run(submission_dir)
     kaggle.scores = {"category.csv": "0.91250", "attribute.csv": "0.64150"}
+    kaggle.list_failures = 1  # a server hiccup while polling only skips that look
     args = ["submit", "demo", "--message", "fold ensemble", "--wait", "--poll-interval", "0.01"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -210,7 +211,7 @@ def test_submit_wait_prints_scores_and_records_them(kaggle, submission_dir, runn
     assert "category.csv" in scored[0] and "0.91250" in scored[0]
     assert "attribute.csv" in scored[1] and "0.64150" in scored[1]
     lists = [c for c in kaggle.calls if c.endswith("ListSubmissions")]
-    assert len(lists) == 2 * (kaggle.pending_polls + 1)  # polled until both were scored, no longer
+    assert len(lists) == 1 + 2 * (kaggle.pending_polls + 1)  # polled until both were scored, no longer
     record = json.loads((submission_dir / "submitted.json").read_text())
     assert [(r["file"], r["status"], r["public_score"]) for r in record] == [
         ("category.csv", "COMPLETE", "0.91250"),
@@ -254,3 +255,9 @@ def test_submissions_lists_scores_newest_first(kaggle, submission_dir, runner):
     result = runner.invoke(app, ["submissions", "demo"])
     assert result.exit_code == 2 and "rejected the credentials (401 Unauthorized)" in result.output
     assert SECRET not in result.output
+    kaggle.scenario, kaggle.list_failures = "ok", 1
+    result = runner.invoke(app, ["submissions", "demo"])
+    assert result.exit_code == 2
+    assert "listing submissions of 'deepfashion-category-prediction': Kaggle's server failed (503); try" in (
+        result.output
+    )

@@ -120,7 +120,8 @@ def _explain(error: Exception, what: str, competition: str) -> UserError:
     if status == 404:
         return UserError(f"{what}: competition '{competition}' not found (404); check `kaggle` in the spec")
     if status is not None and status >= 500:
-        return UserError(f"{what}: Kaggle's server failed ({status}); nothing was submitted, try again later")
+        nothing = "; nothing was submitted" if what.startswith("submitting") else ""
+        return UserError(f"{what}: Kaggle's server failed ({status}){nothing}; try again later")
     if isinstance(error, requests.exceptions.ConnectionError):
         return UserError(f"{what}: cannot reach Kaggle ({type(error).__name__}); check the network or proxy")
     return UserError(f"{what}: {type(error).__name__}: {str(error)[:200]}")
@@ -249,10 +250,23 @@ def _as_submission(competition: str, item) -> KaggleSubmission:
     )
 
 
-def _list_one(api, competition: str, limit: int) -> list[KaggleSubmission]:
+def _transient(error: Exception) -> bool:
+    """A server failure (5xx) or a network hiccup: worth asking again, unlike 401/403/404."""
+    import requests
+
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status is not None:
+        return status >= 500
+    return isinstance(error, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
+
+
+def _list_one(api, competition: str, limit: int, tolerate: bool = False) -> list[KaggleSubmission] | None:
+    """Kaggle's list for one competition; ``None`` on a transient failure when ``tolerate``."""
     try:
         items = api.competition_submissions(competition, page_size=limit) or []
     except Exception as e:  # noqa: BLE001 - the client raises requests errors of many kinds
+        if tolerate and _transient(e):
+            return None
         raise _explain(e, f"listing submissions of '{competition}'", competition) from None
     return [_as_submission(competition, item) for item in items if item is not None]
 
@@ -285,31 +299,48 @@ def wait_for_scores(
 ) -> list[KaggleSubmission]:
     """Poll Kaggle's submissions list until every upload is scored or failed, or ``timeout`` passes.
 
+    A server error or network hiccup while polling only skips that look (the files are already
+    sent); refused credentials or an unknown competition stop at once.
+
     Returns:
         One entry per upload, in upload order; entries still ``PENDING`` at the timeout stay so.
 
     Raises:
-        UserError: Kaggle refuses the listing, or no longer lists an upload.
+        UserError: Kaggle refuses the listing, or does not list an upload it acknowledged.
     """
     api = kaggle_api()
     deadline = time.monotonic() + timeout
+    found = {(u.competition, u.ref): _pending(u) for u in uploads}
     while True:
-        listed = {}
-        for slug in dict.fromkeys(u.competition for u in uploads):
-            listed.update({(slug, s.ref): s for s in _list_one(api, slug, 100)})
-        missing = [u for u in uploads if (u.competition, u.ref) not in listed]
-        if missing:
-            raise UserError(
-                f"Kaggle does not list submission {missing[0].ref} ({missing[0].file.name}) of "
-                f"'{missing[0].competition}'; see https://www.kaggle.com/competitions/{missing[0].competition}/submissions"
-            )
-        found = [listed[(u.competition, u.ref)] for u in uploads]
-        _update_record(spec.name, found)
+        for slug in dict.fromkeys(c for (c, _), s in found.items() if s.pending):
+            listed = _list_one(api, slug, 100, tolerate=True)
+            if listed is not None:
+                _take_listed(found, slug, {s.ref: s for s in listed})
+        current = list(found.values())
+        _update_record(spec.name, current)
         if on_poll is not None:
-            on_poll(found)
-        if not any(s.pending for s in found) or time.monotonic() >= deadline:
-            return found
+            on_poll(current)
+        if not any(s.pending for s in current) or time.monotonic() >= deadline:
+            return current
         time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+
+
+def _pending(upload: Upload) -> KaggleSubmission:
+    return KaggleSubmission(
+        upload.competition, upload.ref, "", upload.file.name, "", "PENDING", None, None, ""
+    )
+
+
+def _take_listed(found: dict, slug: str, listed: dict[str, KaggleSubmission]) -> None:
+    for competition, ref in found:
+        if competition != slug:
+            continue
+        if ref not in listed:
+            raise UserError(
+                f"Kaggle does not list submission {ref} ({found[competition, ref].file}) of '{slug}'; "
+                f"see https://www.kaggle.com/competitions/{slug}/submissions"
+            )
+        found[competition, ref] = listed[ref]
 
 
 def safe_extract(archive: Path, dest: Path) -> list[str]:
