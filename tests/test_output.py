@@ -102,7 +102,7 @@ def test_evaluate_json_matches_the_table(runner, workspace):
         ("attribute", "mean_f1"),
         ("attribute", "macro_f1"),
     }
-    mean, count = report["task_means"]["macro_f1"]
+    mean, count = report["task_means"]["macro_f1"]["mean"], report["task_means"]["macro_f1"]["tasks"]
     assert count == 2 and mean == (scores["category", "macro_f1"] + scores["attribute", "macro_f1"]) / 2
     table = runner.invoke(app, ["evaluate", "demo", "submissions/demo"])
     assert f"{scores['category', 'accuracy']:.4f}" in table.output

@@ -505,7 +505,7 @@ def evaluate(
                 "submission_dir": str(submission_dir),
                 "labels": str(labels) if labels else "test_labels",
                 "scores": scores.to_dict(orient="records"),
-                "task_means": _task_means(scores),
+                "task_means": {m: {"mean": v, "tasks": n} for m, (v, n) in _task_means(scores).items()},
             }
         )
         return
