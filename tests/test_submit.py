@@ -192,3 +192,72 @@ def test_safe_extract_refuses_symlinks(tmp_path):
         zf.writestr(info, "/etc/passwd")
     with pytest.raises(UserError, match="member 'link' would land outside"):
         safe_extract(archive, tmp_path / "out")
+
+
+def _submit_from_run(submission_dir, run="runs/demo/a"):
+    """Mark the files as made from ``run``, as ``predict`` does in its config.json."""
+    (submission_dir / "config.json").write_text(json.dumps({"run": run}))
+
+
+def test_submit_wait_prints_scores_and_records_them(kaggle, submission_dir, runner):
+    _submit_from_run(submission_dir)
+    kaggle.scores = {"category.csv": "0.91250", "attribute.csv": "0.64150"}
+    kaggle.list_failures = 1  # a server hiccup while polling only skips that look
+    args = ["submit", "demo", "--message", "fold ensemble", "--wait", "--poll-interval", "0.01"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    scored = [line for line in result.output.splitlines() if "COMPLETE" in line]
+    assert len(scored) == 2
+    assert "category.csv" in scored[0] and "0.91250" in scored[0]
+    assert "attribute.csv" in scored[1] and "0.64150" in scored[1]
+    lists = [c for c in kaggle.calls if c.endswith("ListSubmissions")]
+    assert len(lists) == 1 + 2 * (kaggle.pending_polls + 1)  # polled until both were scored, no longer
+    record = json.loads((submission_dir / "submitted.json").read_text())
+    assert [(r["file"], r["status"], r["public_score"]) for r in record] == [
+        ("category.csv", "COMPLETE", "0.91250"),
+        ("attribute.csv", "COMPLETE", "0.64150"),
+    ]
+    assert all(r["run"] == "runs/demo/a" and r["message"] == "fold ensemble" for r in record)
+    assert SECRET not in result.output
+
+
+def test_submit_wait_scoring_error_and_timeout_exit_1(kaggle, submission_dir, runner):
+    kaggle.scenario = "scoreerror"
+    result = runner.invoke(app, ["submit", "demo", "--wait", "--poll-interval", "0.01"])
+    assert result.exit_code == 1
+    assert "Kaggle could not score category.csv (deepfashion-category-prediction): Evaluation failed" in (
+        result.output
+    )
+    kaggle.__init__()
+    kaggle.pending_polls = 10**6
+    result = runner.invoke(app, ["submit", "demo", "--wait", "--timeout", "0.2", "--poll-interval", "0.05"])
+    assert result.exit_code == 1
+    assert "still pending after 0.2 s: category.csv, attribute.csv" in result.output
+    assert "mtlkaggle submissions demo" in result.output
+
+
+def test_submissions_lists_scores_newest_first(kaggle, submission_dir, runner):
+    kaggle.pending_polls = 0
+    kaggle.scores = {"category.csv": "0.90000", "attribute.csv": "0.60000"}
+    assert runner.invoke(app, ["submit", "demo", "--message", "first"]).exit_code == 0
+    result = runner.invoke(app, ["submissions", "demo", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)["submissions"]
+    assert [(s["file"], s["public_score"], s["message"]) for s in listed] == [
+        ("attribute.csv", "0.60000", "first"),
+        ("category.csv", "0.90000", "first"),
+    ]
+    record = json.loads((submission_dir / "submitted.json").read_text())
+    assert {r["public_score"] for r in record} == {"0.90000", "0.60000"}  # copied into the record
+    table = runner.invoke(app, ["submissions", "demo"])
+    assert "deepfashion-category-prediction" in table.output and "0.90000" in table.output
+    kaggle.scenario = "401"
+    result = runner.invoke(app, ["submissions", "demo"])
+    assert result.exit_code == 2 and "rejected the credentials (401 Unauthorized)" in result.output
+    assert SECRET not in result.output
+    kaggle.scenario, kaggle.list_failures = "ok", 1
+    result = runner.invoke(app, ["submissions", "demo"])
+    assert result.exit_code == 2
+    assert "listing submissions of 'deepfashion-category-prediction': Kaggle's server failed (503); try" in (
+        result.output
+    )

@@ -6,15 +6,17 @@ Heavy imports (torch, timm, kaggle) happen inside command bodies so ``--help`` i
 from __future__ import annotations
 
 import functools
+import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mtlkaggle.console import make_console
 from mtlkaggle.errors import UserError
 
 app = typer.Typer(
@@ -25,13 +27,30 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# Piped or logged, tables keep every column (see mtlkaggle.console); progress bars go to stderr.
+console = make_console()
+err_console = make_console(stderr=True)
 
 Comp = Annotated[str, typer.Argument(help="Competition name under competition/ or path to a .toml file.")]
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Folder holding the data (overrides the spec's data_dir).")
 ]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts) instead of tables.")]
+
+
+def _print_json(obj) -> None:
+    """One JSON object on stdout, not through rich (no markup, no wrapping); NaN becomes null."""
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v) for v in value]
+        return value
+
+    typer.echo(json.dumps(clean(obj), indent=2, default=str))
 
 
 def _user_errors(fn):
@@ -76,11 +95,11 @@ def demo(
 
     spec = load_spec(comp, data_dir)
     written = make_demo(spec, DemoConfig(n_train, n_test, image_size, seed))
-    table = Table(title=f"demo '{spec.name}' written")
+    table = Table(title=f"demo '{escape(spec.name)}' written")
     table.add_column("split")
     table.add_column("file")
     for split, path in written.items():
-        table.add_row(split, str(path))
+        table.add_row(escape(split), escape(str(path)))
     console.print(table)
 
 
@@ -91,6 +110,7 @@ def check(
     data_dir: DataDir = None,
     images: Annotated[bool, typer.Option(help="Open and fully decode every image.")] = True,
     max_problems: Annotated[int, typer.Option(help="Problems to list before summarizing.")] = 50,
+    as_json: Json = False,
 ) -> None:
     """Validate a competition's data without changing anything.
 
@@ -103,46 +123,88 @@ def check(
 
     spec = load_spec(comp, data_dir)
     report = check_dataset(spec, open_images=images)
+    if as_json:
+        _print_json(_check_json(spec, report))
+        if not report.ok:
+            raise typer.Exit(1)
+        return
     console.print(_summary_table(spec, report))
     warnings = [p for p in report.problems if not p.fatal]
     problems = [p for p in report.problems if p.fatal]
     for warning in warnings[:max_problems]:
-        err_console.print(f"[yellow]![/] {warning}", highlight=False, soft_wrap=True)
+        err_console.print(f"[yellow]![/] {escape(str(warning))}", highlight=False, soft_wrap=True)
     if report.ok:
         skipped = f", {len(warnings)} skipped (listed above)" if warnings else ""
         console.print(f"[green]ok[/]: {report.images_checked} images opened, no problems found{skipped}")
         return
     for problem in problems[:max_problems]:
-        err_console.print(f"[red]✗[/] {problem}", highlight=False, soft_wrap=True)
+        err_console.print(f"[red]✗[/] {escape(str(problem))}", highlight=False, soft_wrap=True)
     more = len(problems) - max_problems
     if more > 0:
         err_console.print(f"... and {more} more")
-    err_console.print(f"[bold red]{len(problems)} problem(s)[/] in '{spec.name}'; nothing was modified")
+    err_console.print(
+        f"[bold red]{len(problems)} problem(s)[/] in '{escape(spec.name)}'; nothing was modified"
+    )
     raise typer.Exit(1)
 
 
+def _check_json(spec, report) -> dict:
+    """``check --json``: the splits' rows and label counts, and every problem with its place."""
+    splits = {
+        split: {
+            "file": str(labels.file),
+            "rows": len(labels),
+            "targets": {
+                task.name: _target_counts(task, labels.targets[task.name])
+                for task in spec.tasks
+                if labels.targets.get(task.name) is not None and len(labels.targets[task.name])
+            },
+        }
+        for split, labels in report.tables.items()
+    }
+    problems = [
+        {"file": p.file, "line": p.line, "column": p.column, "message": p.message, "fatal": p.fatal}
+        for p in report.problems
+    ]
+    return {
+        "competition": spec.name,
+        "ok": report.ok,
+        "images_checked": report.images_checked,
+        "splits": splits,
+        "problems": problems,
+    }
+
+
 def _summary_table(spec, report) -> Table:
-    table = Table(title=f"{spec.name}: label files")
+    table = Table(title=f"{escape(spec.name)}: label files")
     table.add_column("split")
     table.add_column("rows", justify="right")
     for task in spec.tasks:
-        table.add_column(f"{task.name} ({task.kind})", overflow="fold")
+        table.add_column(escape(f"{task.name} ({task.kind})"), overflow="fold")
     for split, labels in report.tables.items():
         cells = []
         for task in spec.tasks:
             y = labels.targets.get(task.name)
-            cells.append("-" if y is None or not len(y) else _describe_target(task, y))
-        table.add_row(split, str(len(labels)), *cells)
+            cells.append("-" if y is None or not len(y) else escape(_describe_target(task, y)))
+        table.add_row(escape(split), str(len(labels)), *cells)
     return table
 
 
-def _describe_target(task, y) -> str:
+def _target_counts(task, y) -> dict[str, float]:
+    """Rows per class (multiclass), rows per label (multi-label), or mean/min/max (regression)."""
     import numpy as np
 
     if task.kind == "regression":
-        return f"mean {y.mean():.2f}, min {y.min():.2f}, max {y.max():.2f}"
+        return {"mean": float(y.mean()), "min": float(y.min()), "max": float(y.max())}
     counts = np.bincount(y, minlength=task.size) if task.kind == "multiclass" else y.sum(axis=0)
-    return " ".join(f"{n}={int(c)}" for n, c in zip(task.label_names, counts, strict=True))
+    return {n: int(c) for n, c in zip(task.label_names, counts, strict=True)}
+
+
+def _describe_target(task, y) -> str:
+    counts = _target_counts(task, y)
+    if task.kind == "regression":
+        return f"mean {counts['mean']:.2f}, min {counts['min']:.2f}, max {counts['max']:.2f}"
+    return " ".join(f"{n}={c}" for n, c in counts.items())
 
 
 @app.command()
@@ -174,7 +236,8 @@ def folds(
     path = folds_path(spec)
     write_folds(frame, path)
     counts = fold_label_counts(spec, table, frame["fold"].to_numpy())
-    console.print(_counts_table(counts, f"{spec.name}: {config.n_splits} folds -> {path}"))
+    title = f"{escape(spec.name)}: {config.n_splits} folds -> {escape(str(path))}"
+    console.print(_counts_table(counts, title))
 
 
 def _counts_table(counts, title: str) -> Table:
@@ -189,7 +252,7 @@ def _counts_table(counts, title: str) -> Table:
         values = counts[name].to_numpy()
         total = values.sum()
         dev = abs(values / total - 1 / n_folds).max() if total else 0.0
-        table.add_row(name, *(str(int(v)) for v in values), f"{dev:.1%}")
+        table.add_row(escape(str(name)), *(str(int(v)) for v in values), f"{dev:.1%}")
     return table
 
 
@@ -316,7 +379,8 @@ def train(
     outcome = run_training(spec, fold, options, jobs)
     if not outcome.is_main:
         return
-    console.print(_scores_table(outcome.summary, f"{spec.name}: run '{run}', best epoch of each fold"))
+    title = f"{escape(spec.name)}: run '{escape(run)}', best epoch of each fold"
+    console.print(_scores_table(outcome.summary, title))
     if outcome.thresholds is not None:
         console.print(_thresholds_table(outcome.thresholds, options.run_dir))
 
@@ -356,8 +420,8 @@ def _thresholds_table(results, run_dir: Path) -> Table:
         if "per_label+at_least_one" in r.scores:
             label += f" ({r.scores['per_label+at_least_one']:.4f} with at-least-one)"
         table.add_row(
-            name,
-            r.metric,
+            escape(name),
+            escape(r.metric),
             f"{r.scores['0.5']:.4f}",
             f"{r.scores['global']:.4f} @ {r.global_threshold:.2f}",
             label,
@@ -409,13 +473,13 @@ def predict(
     )
     ensemble, written = run_predict(spec, options)
     table = Table(
-        title=f"{spec.name}: {len(ensemble.folds)} fold(s) x {len(ensemble.views)} view(s) "
-        f"({', '.join(ensemble.views)})"
+        title=f"{escape(spec.name)}: {len(ensemble.folds)} fold(s) x {len(ensemble.views)} view(s) "
+        f"({escape(', '.join(ensemble.views))})"
     )
     table.add_column("file")
     table.add_column("rows", justify="right")
     for path in written:
-        table.add_row(str(path), str(len(ensemble.ids)))
+        table.add_row(escape(str(path)), str(len(ensemble.ids)))
     console.print(table)
 
 
@@ -426,6 +490,7 @@ def evaluate(
     submission_dir: Annotated[Path, typer.Argument(help="Folder holding the submission files.")],
     labels: Annotated[Path | None, typer.Option(help="Label file (default: the spec's test_labels).")] = None,
     data_dir: DataDir = None,
+    as_json: Json = False,
 ) -> None:
     """Score submission files with the spec's metrics against a label file."""
     from mtlkaggle.evaluate import evaluate_submissions
@@ -433,10 +498,21 @@ def evaluate(
 
     spec = load_spec(comp, data_dir)
     scores = evaluate_submissions(spec, submission_dir, labels)
-    console.print(
-        _frame_table(scores, f"{spec.name}: {submission_dir} scored against {labels or 'test labels'}")
-    )
-    _print_task_means(scores)
+    if as_json:
+        _print_json(
+            {
+                "competition": spec.name,
+                "submission_dir": str(submission_dir),
+                "labels": str(labels) if labels else "test_labels",
+                "scores": scores.to_dict(orient="records"),
+                "task_means": {m: {"mean": v, "tasks": n} for m, (v, n) in _task_means(scores).items()},
+            }
+        )
+        return
+    title = f"{spec.name}: {submission_dir} scored against {labels or 'test labels'}"
+    console.print(_frame_table(scores, escape(title)))
+    for metric, (mean, count) in _task_means(scores).items():
+        console.print(f"mean {escape(metric)} over {count} tasks: {mean:.4f}")
 
 
 @app.command()
@@ -448,26 +524,169 @@ def submit(
     dry_run: Annotated[
         bool, typer.Option(help="Validate and show what would be sent; upload nothing.")
     ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option("--wait/--no-wait", help="Wait until Kaggle has scored each file; print the scores."),
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="With --wait: give up after this many seconds.", min=0)
+    ] = 900,
+    poll_interval: Annotated[
+        float, typer.Option(help="With --wait: seconds between two looks at the submissions list.", min=0)
+    ] = 15,
     data_dir: DataDir = None,
 ) -> None:
     """Validate every submission file, then upload each to its Kaggle competition.
 
     Uses the official kaggle client: credentials from KAGGLE_USERNAME/KAGGLE_KEY,
     KAGGLE_API_TOKEN or ~/.kaggle/kaggle.json. Exits non-zero with Kaggle's message when an upload
-    is refused.
+    is refused. Each upload is recorded in submissions/COMP/submitted.json (with the run that made
+    it), which `mtlkaggle runs` shows. With --wait, exits 1 when Kaggle fails to score a file or
+    the timeout passes first.
     """
     from mtlkaggle.paths import submissions_dir
     from mtlkaggle.spec import load_spec
-    from mtlkaggle.submit import submit_files
+    from mtlkaggle.submit import submit_files, wait_for_scores
 
     spec = load_spec(comp, data_dir)
     uploads = submit_files(spec, submission_dir or submissions_dir(spec.name), message, dry_run)
-    table = Table(title=f"{spec.name}: {'dry run, nothing sent' if dry_run else 'submitted'}")
+    table = Table(title=f"{escape(spec.name)}: {'dry run, nothing sent' if dry_run else 'submitted'}")
     for column in ("file", "competition", "ref", "message"):
         table.add_column(column)
     for u in uploads:
-        table.add_row(str(u.file), u.competition, u.ref or "-", u.message)
+        table.add_row(escape(str(u.file)), escape(u.competition), escape(u.ref or "-"), escape(u.message))
     console.print(table)
+    if not wait or dry_run:
+        return
+    err_console.print(f"waiting up to {timeout:g} s for Kaggle to score {len(uploads)} file(s) ...")
+    scored = wait_for_scores(spec, uploads, timeout, poll_interval)
+    console.print(_submissions_table(scored, f"{escape(spec.name)}: Kaggle's scores"))
+    _exit_unless_scored(spec.name, scored, timeout)
+
+
+def _exit_unless_scored(comp: str, scored, timeout: float) -> None:
+    failed = [s for s in scored if s.status == "ERROR"]
+    pending = [s for s in scored if s.pending]
+    for s in failed:
+        err_console.print(
+            f"[bold red]error:[/] Kaggle could not score {escape(s.file)} ({escape(s.competition)}): "
+            f"{escape(s.error or 'no reason given')}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if pending:
+        err_console.print(
+            f"[yellow]still pending after {timeout:g} s:[/] {escape(', '.join(s.file for s in pending))}; "
+            f"see the scores later with `mtlkaggle submissions {escape(comp)}`",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if failed or pending:
+        raise typer.Exit(1)
+
+
+def _submissions_table(items, title: str) -> Table:
+    table = Table(title=title)
+    for column in ("date", "competition", "file", "message", "status", "public", "private", "ref"):
+        table.add_column(column, justify="right" if column in ("public", "private") else "left")
+    for s in items:
+        status = s.status if s.status != "ERROR" else f"ERROR: {s.error}"
+        cells = (
+            s.date,
+            s.competition,
+            s.file,
+            s.message,
+            status,
+            s.public_score or "-",
+            s.private_score or "-",
+        )
+        table.add_row(*(escape(str(c)) for c in cells), escape(s.ref))
+    return table
+
+
+@app.command()
+@_user_errors
+def submissions(
+    comp: Comp,
+    limit: Annotated[int, typer.Option(help="Submissions to list per Kaggle competition.", min=1)] = 20,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+) -> None:
+    """List the recent submissions to the spec's Kaggle competitions, with their scores.
+
+    Scores of submissions made with `mtlkaggle submit` are copied into
+    submissions/COMP/submitted.json, where `mtlkaggle runs` finds them.
+    """
+    from mtlkaggle.spec import load_spec
+    from mtlkaggle.submit import list_submissions
+
+    spec = load_spec(comp, data_dir)
+    listed = list_submissions(spec, limit)
+    if as_json:
+        _print_json({"competition": spec.name, "submissions": [s.to_json() for s in listed]})
+        return
+    console.print(_submissions_table(listed, f"{escape(spec.name)}: submissions on Kaggle, newest first"))
+
+
+@app.command()
+@_user_errors
+def runs(comp: Comp, data_dir: DataDir = None, as_json: Json = False) -> None:
+    """Compare every run of a competition in one table, best first by the spec's monitor.
+
+    Per run: backbone, image size, epochs, folds trained, CV score of each metric (mean +- std
+    over the numbered folds), the holdout ('val' fold) score, the test score of its files in
+    submissions/COMP where test labels exist, wall time, img/s, date, and the latest
+    submission's message and Kaggle public score where known.
+    """
+    from mtlkaggle.runs import compare_runs, metric_names
+    from mtlkaggle.spec import load_spec
+
+    spec = load_spec(comp, data_dir)
+    found = compare_runs(spec)
+    monitor = spec.monitor or "mean of the primary metrics"
+    if as_json:
+        _print_json({"competition": spec.name, "monitor": monitor, "runs": [r.to_json() for r in found]})
+        return
+    console.print(_runs_table(found, metric_names(spec), f"{escape(spec.name)}: runs by {escape(monitor)}"))
+
+
+def _runs_table(found, metrics: list[str], title: str) -> Table:
+    table = Table(title=title)
+    holdout = any(r.holdout for r in found)
+    test = any(r.test for r in found)
+    kaggle = any(r.submission is not None for r in found)
+    columns = ["run", "backbone", "img", "epochs", "folds", *(f"{m} (CV)" for m in metrics)]
+    columns += ["holdout"] if holdout else []
+    columns += ["test"] if test else []
+    if holdout or test:
+        table.caption = (
+            "holdout ('val' fold) and test (submissions/COMP vs test labels): the CV columns' metrics"
+        )
+    columns += ["wall", "img/s", "date"] + (["submission", "Kaggle public"] if kaggle else [])
+    for column in columns:
+        table.add_column(escape(column), justify="left" if column in ("run", "backbone", "date") else "right")
+    for r in found:
+        cv = [f"{r.cv[m]['mean']:.4f} ± {r.cv[m]['std']:.4f}" if m in r.cv else "-" for m in metrics]
+        cells = [r.name, r.backbone, str(r.img_size), str(r.epochs), ",".join(r.folds), *cv]
+        if holdout:
+            cells.append(_score_list(r.holdout, metrics))
+        if test:
+            cells.append(_score_list(r.test, metrics))
+        cells += [_duration(r.wall_s), f"{r.img_per_s:.0f}" if r.img_per_s else "-", r.date]
+        if kaggle:
+            cells += [r.submission or "-", " ".join(f"{f}={v}" for f, v in r.kaggle.items()) or "-"]
+        table.add_row(*(escape(c) for c in cells))
+    return table
+
+
+def _score_list(scores: dict[str, float], metrics: list[str]) -> str:
+    return " ".join(f"{scores[m]:.4f}" if m in scores else "-" for m in metrics) if scores else "-"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 @app.command()
@@ -483,7 +702,7 @@ def download(comp: Comp, data_dir: DataDir = None) -> None:
 
     spec = load_spec(comp, data_dir)
     names = download_competition(spec, spec.data_path)
-    console.print(f"[green]ok[/]: {len(names)} files extracted into {spec.data_path}")
+    console.print(f"[green]ok[/]: {len(names)} files extracted into {escape(str(spec.data_path))}")
 
 
 @app.command()
@@ -492,12 +711,20 @@ def report(
     comp: Comp,
     run: Annotated[str, typer.Option(help="Run to report on.")] = "main",
     out_dir: Annotated[Path | None, typer.Option(help="Default: reports/COMP/RUN.")] = None,
+    submission_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Files predicted from this run, scored when test labels exist (default: submissions/COMP)."
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Write a run's report: figures (class distributions, training curves, confusion matrices,
-    per-label F1, regression errors) and report.md with per-fold and mean scores.
+    """Write a run's report.md and figures into reports/COMP/RUN.
 
-    Prints the score table and the folder's path.
+    Figures: class distributions, training curves, confusion matrices, per-label F1, regression
+    errors. report.md: per-fold and mean scores, test (holdout) scores of the run's submission
+    files when labels exist, tuned thresholds per label, time and img/s per fold, environment,
+    command and configuration. Prints the score tables and the folder's path.
     """
     from mtlkaggle.paths import RunLayout, report_dir
     from mtlkaggle.report import make_report
@@ -505,9 +732,14 @@ def report(
 
     spec = load_spec(comp, data_dir)
     out = out_dir or report_dir(spec.name, run)
-    written = make_report(spec, RunLayout.of(spec.name, run).dir, out)
-    console.print(_scores_table(written.scores, f"{spec.name}: run '{run}', best epoch of each fold"))
-    console.print(f"report: {out / 'report.md'} ({len(written.figures)} figures)")
+    written = make_report(spec, RunLayout.of(spec.name, run).dir, out, submission_dir)
+    title = f"{escape(spec.name)}: run '{escape(run)}', best epoch of each fold"
+    console.print(_scores_table(written.scores, title))
+    if written.test_scores is not None:
+        console.print(
+            _frame_table(written.test_scores, f"{escape(spec.name)}: run '{escape(run)}', test labels")
+        )
+    console.print(f"report: {escape(str(out / 'report.md'))} ({len(written.figures)} figures)")
 
 
 def _scores_table(frame, title: str) -> Table:
@@ -515,30 +747,34 @@ def _scores_table(frame, title: str) -> Table:
     table = Table(title=title)
     table.add_column("metric")
     for fold in frame["fold"]:
-        table.add_column(f"fold {fold}" if fold != "mean" else "mean", justify="right")
+        table.add_column(escape(f"fold {fold}") if fold != "mean" else "mean", justify="right")
     for column in frame.columns[1:]:
-        cells = [f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in frame[column]]
-        table.add_row(column, *cells)
+        cells = [
+            f"{v:.4f}" if isinstance(v, float) else escape("" if v is None else str(v)) for v in frame[column]
+        ]
+        table.add_row(escape(str(column)), *cells)
     return table
 
 
-def _print_task_means(scores) -> None:
-    """With several tasks, the mean of each metric over the tasks that report it."""
+def _task_means(scores) -> dict[str, tuple[float, int]]:
+    """With several tasks, the mean of each metric over the tasks that report it (and their count)."""
     if scores["task"].nunique() < 2:
-        return
+        return {}
     means = scores.groupby("metric", sort=False)["score"].agg(["mean", "count"])
-    for metric, row in means.iterrows():
-        if row["count"] > 1:
-            console.print(f"mean {metric} over {int(row['count'])} tasks: {row['mean']:.4f}")
+    return {
+        str(metric): (float(row["mean"]), int(row["count"]))
+        for metric, row in means.iterrows()
+        if row["count"] > 1
+    }
 
 
 def _frame_table(frame, title: str) -> Table:
     """A pandas frame as a rich table, floats to 4 decimals."""
     table = Table(title=title)
     for column in frame.columns:
-        table.add_column(str(column), justify="right")
+        table.add_column(escape(str(column)), justify="right")
     for row in frame.itertuples(index=False):
-        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
+        table.add_row(*(f"{v:.4f}" if isinstance(v, float) else escape(str(v)) for v in row))
     return table
 
 

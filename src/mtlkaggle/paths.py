@@ -108,6 +108,11 @@ def submissions_dir(comp: str) -> Path:
     return SUBMISSIONS / comp
 
 
+def submitted_log(comp: str) -> Path:
+    """What ``submit`` sent to Kaggle and, once known, the scores (``submit --wait``, ``submissions``)."""
+    return SUBMISSIONS / comp / "submitted.json"
+
+
 def report_dir(comp: str, run: str) -> Path:
     """Where ``report`` writes by default."""
     return REPORTS / comp / run

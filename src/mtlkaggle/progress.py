@@ -15,6 +15,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from mtlkaggle.console import make_console
+
 
 class _RateColumn(ProgressColumn):
     """Items per second, with the unit the task names (``img/s``)."""
@@ -28,18 +30,25 @@ class _RateColumn(ProgressColumn):
 def make_progress(console: Console | None = None, transient: bool = False, disable: bool = False) -> Progress:
     """A progress display: description, bar, done/total, rate, elapsed, ETA and a status field.
 
-    ``disable=True`` (ranks other than 0) keeps the interface and draws nothing.
+    Drawn on stderr (stdout stays for results and JSON) and only at a terminal: piped or logged,
+    the bar is off while ``progress.console.print`` lines still come through.
+
+    Args:
+        console: Where to draw (default: stderr).
+        transient: Remove the bar when done.
+        disable: Draw nothing (ranks other than 0); the interface stays the same.
     """
+    console = console or make_console(stderr=True)
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),  # plain text: fold and file names
         BarColumn(),
         MofNCompleteColumn(),
         _RateColumn(),
         TimeElapsedColumn(),
         TextColumn("eta"),
         TimeRemainingColumn(),
-        TextColumn("{task.fields[status]}"),
+        TextColumn("{task.fields[status]}", markup=False),
         console=console,
         transient=transient,
-        disable=disable,
+        disable=disable or not console.is_terminal,
     )

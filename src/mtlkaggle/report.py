@@ -2,8 +2,10 @@
 
 Writes ``reports/COMP/RUN/``: class distributions, training curves per fold, confusion matrices
 and per-label F1 from out-of-fold predictions, predicted-vs-true plots for regression, and
-``report.md`` with the per-fold and mean scores of every metric, the configuration and the
-figures. Matplotlib runs with the Agg backend: no display is needed.
+``report.md`` with the per-fold and mean scores of every metric, the test (holdout) scores of the
+run's submission files where labels exist, the tuned thresholds per label, time and throughput
+per fold, the environment and command of the run, the configuration and the figures.
+Matplotlib runs with the Agg backend: no display is needed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from mtlkaggle.data import has_split, read_split
 from mtlkaggle.errors import UserError
 from mtlkaggle.io import atomic_path, write_text_atomic
 from mtlkaggle.metrics import per_label_f1
-from mtlkaggle.paths import RunLayout
+from mtlkaggle.paths import RunLayout, submissions_dir
 from mtlkaggle.spec import Spec
 from mtlkaggle.thresholds import apply_thresholds, collect_oof
 
@@ -31,6 +33,7 @@ class Report:
     folder: Path
     figures: list[Path] = field(default_factory=list)
     scores: pd.DataFrame = field(default_factory=pd.DataFrame)
+    test_scores: pd.DataFrame | None = None  # the run's submission files against the test labels
 
 
 def _plt():
@@ -64,8 +67,9 @@ def fold_scores(spec: Spec, run_dir: Path) -> pd.DataFrame:
     if not rows:
         raise UserError(f"{run_dir}: no trained folds; run `mtlkaggle train {spec.name}` first")
     frame = pd.DataFrame(rows)
-    if len(rows) > 1:
-        mean = frame.drop(columns=["fold", "best_epoch"]).mean().to_dict()
+    numbered = frame[frame["fold"].str.isdigit()]  # 'val' and 'full' are not cross-validation folds
+    if len(numbered) > 1:
+        mean = numbered.drop(columns=["fold", "best_epoch"]).mean().to_dict()
         frame = pd.concat(
             [frame, pd.DataFrame([{"fold": "mean", "best_epoch": None, **mean}])], ignore_index=True
         )
@@ -102,16 +106,32 @@ def plot_distributions(spec: Spec, out: Path) -> Path:
 
 
 def plot_curves(spec: Spec, folder: Path, out: Path) -> Path:
-    """Total and per-task loss (train, val), each task's metrics, and the task weights per epoch."""
+    """One fold's training curves (see :func:`curves_figure`) as ``curves_fold{K}.png``."""
+    fig = curves_figure(spec, pd.read_csv(folder / "metrics.csv"), f"{spec.name} {folder.name}")
+    return _save(fig, out / f"curves_{folder.name}.png")
+
+
+def _weights_change(spec: Spec, m: pd.DataFrame) -> bool:
+    columns = [f"weight/{t.name}" for t in spec.tasks if f"weight/{t.name}" in m.columns]
+    return any(float(np.ptp(m[c].to_numpy())) > 1e-9 for c in columns)
+
+
+def curves_figure(spec: Spec, m: pd.DataFrame, title: str):
+    """Total and per-task loss (train, val) and each task's metrics per epoch, axes labelled.
+
+    The task-weights panel is drawn only when the weights change during training (uncertainty or
+    learned weighting); fixed weights would be a flat line.
+    """
     plt = _plt()
-    m = pd.read_csv(folder / "metrics.csv")
-    panels = 2 + len(spec.tasks)
+    weights = _weights_change(spec, m)
+    panels = 1 + len(spec.tasks) + int(weights)
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
     ax = axes[0, 0]
-    ax.plot(m["epoch"], m["train/loss"], "o-", label="train")
-    ax.plot(m["epoch"], m["val/loss"], "s-", label="val")
+    ax.plot(m["epoch"], m["train/loss"], "o-", label="train (weighted total)")
+    ax.plot(m["epoch"], m["val/loss"], "s-", label="val (sum over tasks)")
     ax.set_title("total loss")
-    for task, ax in zip(spec.tasks, axes[0, 1:-1], strict=True):
+    ax.set_ylabel("loss")
+    for task, ax in zip(spec.tasks, axes[0, 1 : 1 + len(spec.tasks)], strict=True):
         ax.plot(m["epoch"], m[f"train/loss/{task.name}"], "o--", label="train loss")
         ax.plot(m["epoch"], m[f"val/loss/{task.name}"], "s--", label="val loss")
         twin = ax.twinx()
@@ -123,19 +143,25 @@ def plot_curves(spec: Spec, folder: Path, out: Path) -> Path:
                 twin.plot(
                     m["epoch"], m[f"train/{task.name}/{metric}"], "v:", label=f"train {metric}", color=colour
                 )
-        twin.set_ylabel(", ".join(task.resolved_metrics))
+        twin.set_ylabel(f"metric ({', '.join(task.resolved_metrics)})")
         twin.legend(fontsize=7, loc="center right")
         ax.set_title(task.name)
-    ax = axes[0, -1]
-    for task in spec.tasks:
-        ax.plot(m["epoch"], m[f"weight/{task.name}"], "o-", label=task.name)
-    ax.set_title(f"task weights ({spec.train.weighting})")
+        ax.set_ylabel(f"{task.name} loss")
+    if weights:
+        ax = axes[0, -1]
+        for task in spec.tasks:
+            ax.plot(m["epoch"], m[f"weight/{task.name}"], "o-", label=task.name)
+        ax.set_title(f"task weights ({spec.train.weighting})")
+        ax.set_ylabel("loss weight")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in axes[0]:
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=7)
-    fig.suptitle(f"{spec.name} {folder.name}")
+    fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, out / f"curves_{folder.name}.png")
+    return fig
 
 
 def plot_confusion(task, y: np.ndarray, probs: np.ndarray, out: Path) -> Path:
@@ -211,17 +237,21 @@ def _markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def make_report(spec: Spec, run_dir: Path, out: Path) -> Report:
+def make_report(spec: Spec, run_dir: Path, out: Path, submission_dir: Path | None = None) -> Report:
     """Write every figure and ``report.md`` for a run into ``out``.
 
     The recipe shown (and the weighting named in the curves) is the one the run saved in its
-    ``config.json``; the data comes from ``spec`` (so ``--data-dir`` still applies).
+    ``config.json``; the data comes from ``spec`` (so ``--data-dir`` still applies). Where the
+    competition keeps test labels and ``submission_dir`` (default ``submissions/COMP``) holds
+    files predicted from this run, they are scored too.
     """
     config = RunLayout(run_dir).config
     if config.is_file():
         saved = Spec.model_validate(json.loads(config.read_text(encoding="utf-8")))
         spec = spec.model_copy(update={"train": saved.train})
     report = Report(out, scores=fold_scores(spec, run_dir))
+    submission_dir = submission_dir or submissions_dir(spec.name)
+    report.test_scores = _test_scores(spec, run_dir, submission_dir)
     out.mkdir(parents=True, exist_ok=True)
     report.figures.append(plot_distributions(spec, out))
     report.figures += [
@@ -239,11 +269,108 @@ def make_report(spec: Spec, run_dir: Path, out: Path) -> Report:
             report.figures.append(plot_label_f1(task, y, p, th, out))
         else:
             report.figures.append(plot_regression(task, y, p, out))
-    write_text_atomic(out / "report.md", _markdown(spec, run_dir, report, tuned))
+    label_thresholds = _label_thresholds(spec, tuned, targets, probs)
+    text = _markdown(spec, run_dir, report, tuned, label_thresholds, submission_dir)
+    write_text_atomic(out / "report.md", text)
     return report
 
 
-def _markdown(spec: Spec, run_dir: Path, report: Report, tuned: dict) -> str:
+def _test_scores(spec: Spec, run_dir: Path, submission_dir: Path) -> pd.DataFrame | None:
+    """The spec's metrics on the test labels, for submission files predicted from this run."""
+    from mtlkaggle.evaluate import evaluate_submissions
+
+    config = submission_dir / "config.json"
+    if not has_split(spec, "test_labels") or not config.is_file():
+        return None
+    try:
+        made_from = Path(json.loads(config.read_text(encoding="utf-8"))["run"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    if made_from.resolve() != run_dir.resolve():
+        return None
+    return evaluate_submissions(spec, submission_dir)
+
+
+def _label_thresholds(spec: Spec, tuned: dict, targets: dict, probs: dict) -> pd.DataFrame | None:
+    """One row per label of each tuned task: its threshold and its OOF F1 at 0.5 and tuned."""
+    rows = []
+    for task in spec.tasks:
+        if task.kind != "multilabel" or task.name not in tuned:
+            continue
+        thresholds = np.array(tuned[task.name]["thresholds"])
+        y, p = targets[task.name], probs[task.name]
+        at_half = per_label_f1(y, apply_thresholds(p, 0.5))
+        at_tuned = per_label_f1(y, apply_thresholds(p, thresholds))
+        for j, label in enumerate(task.label_names):
+            rows.append(
+                {
+                    "task": task.name,
+                    "label": label,
+                    "threshold": f"{thresholds[j]:.2f}",
+                    "OOF F1 at 0.5": float(at_half[j]),
+                    "OOF F1 tuned": float(at_tuned[j]),
+                }
+            )
+    return pd.DataFrame(rows) if rows else None
+
+
+def _timings(run_dir: Path) -> pd.DataFrame:
+    """Per fold: epochs run, mean seconds and img/s per epoch, and the fold's wall time."""
+    rows = []
+    for fold in RunLayout(run_dir).trained_folds():
+        m = pd.read_csv(fold.metrics)
+        rows.append(
+            {
+                "fold": fold.name,
+                "epochs": len(m),
+                "s/epoch": float(m["seconds"].mean()),
+                "train img/s": float(m["img_per_s"].mean()),
+                "wall s": float(m["seconds"].sum()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _environment(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """Per fold: device, processes and versions from its config.json; the distinct commands."""
+    rows, commands = [], []
+    for fold in RunLayout(run_dir).trained_folds():
+        try:
+            config = json.loads(fold.config.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        versions = config.get("versions", {})
+        rows.append(
+            {
+                "fold": fold.name,
+                "device": config.get("device", "?"),
+                "processes": config.get("world_size", 1),
+                **{name: versions.get(name, "?") for name in ("mtlkaggle", "torch", "timm")},
+                "weights": config.get("weights", "?"),
+            }
+        )
+        command = _readable_command(str(config.get("command", "")))
+        if command and command not in commands:
+            commands.append(command)
+    return pd.DataFrame(rows), commands
+
+
+def _readable_command(command: str) -> str:
+    """``.../mtlkaggle/__main__.py train ...`` (argv under ``python -m``) as ``mtlkaggle train ...``."""
+    program, _, rest = command.partition(" ")
+    if program.endswith(("mtlkaggle/__main__.py", "/mtlkaggle")) or program == "mtlkaggle":
+        return f"mtlkaggle {rest}".strip()
+    return command
+
+
+def _markdown(
+    spec: Spec,
+    run_dir: Path,
+    report: Report,
+    tuned: dict,
+    label_thresholds: pd.DataFrame | None,
+    submission_dir: Path,
+) -> str:
     parts = [
         f"# {spec.name}: run `{run_dir.name}`",
         "",
@@ -253,10 +380,33 @@ def _markdown(spec: Spec, run_dir: Path, report: Report, tuned: dict) -> str:
         "",
         _markdown_table(report.scores),
     ]
+    parts += ["", "## Test scores", "", _test_section(spec, run_dir, report, submission_dir)]
     if tuned:
         rows = [{"task": name, "metric": t["metric"], **t["scores"]} for name, t in tuned.items()]
         parts += ["", "## Out-of-fold thresholds", "", _markdown_table(pd.DataFrame(rows))]
+    if label_thresholds is not None:
+        parts += ["", "## Tuned threshold per label", "", _markdown_table(label_thresholds)]
+    parts += ["", "## Time and throughput per fold", "", _markdown_table(_timings(run_dir))]
+    environment, commands = _environment(run_dir)
+    if len(environment):
+        parts += ["", "## Environment", "", _markdown_table(environment)]
+    if commands:
+        parts += ["", "## Command", "", "```", *commands, "```"]
     parts += ["", "## Configuration", "", "```json", json.dumps(spec.train.model_dump(), indent=2), "```"]
     parts += ["", "## Figures", ""]
     parts += [f"![{fig.stem}]({fig.name})" for fig in report.figures]
     return "\n".join(parts) + "\n"
+
+
+def _test_section(spec: Spec, run_dir: Path, report: Report, submission_dir: Path) -> str:
+    if report.test_scores is not None:
+        return (
+            f"The submission files in `{submission_dir}` (predicted from this run) scored against the "
+            f"test labels:\n\n{_markdown_table(report.test_scores)}"
+        )
+    if not has_split(spec, "test_labels"):
+        return "The competition keeps no test labels: Kaggle scores the test (`mtlkaggle submissions`)."
+    return (
+        f"No submission files from this run in `{submission_dir}`: run `mtlkaggle predict {spec.name} "
+        f"--run {run_dir.name}`, then report again to score them against the test labels."
+    )

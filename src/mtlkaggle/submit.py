@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import shutil
 import tempfile
+import time
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
 from mtlkaggle.errors import UserError
+from mtlkaggle.io import write_json_atomic
+from mtlkaggle.paths import submitted_log
 from mtlkaggle.spec import Spec, SubmissionSpec
 from mtlkaggle.submission import read_submission
 
@@ -34,6 +40,30 @@ class Upload:
     competition: str
     ref: str
     message: str
+
+
+@dataclass(frozen=True)
+class KaggleSubmission:
+    """One submission as Kaggle lists it: ``status`` is PENDING, COMPLETE or ERROR."""
+
+    competition: str
+    ref: str
+    date: str
+    file: str
+    message: str
+    status: str
+    public_score: str | None
+    private_score: str | None
+    error: str
+
+    @property
+    def pending(self) -> bool:
+        """Not scored yet (and not failed)."""
+        return self.status not in ("COMPLETE", "ERROR")
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict."""
+        return asdict(self)
 
 
 def _config_dirs() -> list[Path]:
@@ -90,7 +120,8 @@ def _explain(error: Exception, what: str, competition: str) -> UserError:
     if status == 404:
         return UserError(f"{what}: competition '{competition}' not found (404); check `kaggle` in the spec")
     if status is not None and status >= 500:
-        return UserError(f"{what}: Kaggle's server failed ({status}); nothing was submitted, try again later")
+        nothing = "; nothing was submitted" if what.startswith("submitting") else ""
+        return UserError(f"{what}: Kaggle's server failed ({status}){nothing}; try again later")
     if isinstance(error, requests.exceptions.ConnectionError):
         return UserError(f"{what}: cannot reach Kaggle ({type(error).__name__}); check the network or proxy")
     return UserError(f"{what}: {type(error).__name__}: {str(error)[:200]}")
@@ -143,11 +174,173 @@ def submit_files(spec: Spec, submission_dir: Path, message: str, dry_run: bool =
         text = str(getattr(response, "message", "") or "")
         if not ref or ref == "0":
             done = f"; already uploaded: {', '.join(u.file.name for u in uploads)}" if uploads else ""
+            _record_uploads(spec.name, submission_dir, message, uploads)
             raise UserError(
                 f"{what}: Kaggle did not accept it: {text or 'no submission reference returned'}{done}"
             )
         uploads.append(Upload(path, sub.kaggle, ref, text))
+    _record_uploads(spec.name, submission_dir, message, uploads)
     return uploads
+
+
+def _read_record(comp: str) -> list[dict]:
+    path = submitted_log(comp)
+    try:
+        records = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    except ValueError:
+        records = []  # a damaged record only loses history; it must not block a submission
+    return records if isinstance(records, list) else []
+
+
+def _record_uploads(comp: str, submission_dir: Path, message: str, uploads: list[Upload]) -> None:
+    """Append what was sent to ``submissions/COMP/submitted.json`` (which run made it, when)."""
+    if not uploads:
+        return
+    run = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        run = json.loads((submission_dir / "config.json").read_text(encoding="utf-8")).get("run")
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    records = _read_record(comp) + [
+        {
+            "ref": u.ref,
+            "competition": u.competition,
+            "file": u.file.name,
+            "message": message,
+            "run": run,
+            "submission_dir": str(submission_dir),
+            "date": date,
+            "status": "PENDING",
+            "public_score": None,
+            "private_score": None,
+        }
+        for u in uploads
+    ]
+    write_json_atomic(submitted_log(comp), records)
+
+
+def _update_record(comp: str, listed: list[KaggleSubmission]) -> None:
+    """Copy Kaggle's status and scores onto the submissions this project recorded."""
+    records = _read_record(comp)
+    by_ref = {s.ref: s for s in listed}
+    changed = False
+    for record in records:
+        found = by_ref.get(str(record.get("ref")))
+        if found is not None:
+            record.update(
+                status=found.status, public_score=found.public_score, private_score=found.private_score
+            )
+            changed = True
+    if changed:
+        write_json_atomic(submitted_log(comp), records)
+
+
+def _as_submission(competition: str, item) -> KaggleSubmission:
+    status = getattr(item.status, "name", str(item.status))
+    date = item.date.isoformat(sep=" ", timespec="seconds") if item.date else ""
+    return KaggleSubmission(
+        competition=competition,
+        ref=str(item.ref),
+        date=date,
+        file=item.file_name or "",
+        message=item.description or "",
+        status=status,
+        public_score=item.public_score or None,
+        private_score=item.private_score or None,
+        error=item.error_description or "",
+    )
+
+
+def _transient(error: Exception) -> bool:
+    """A server failure (5xx) or a network hiccup: worth asking again, unlike 401/403/404."""
+    import requests
+
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status is not None:
+        return status >= 500
+    return isinstance(error, requests.exceptions.ConnectionError | requests.exceptions.Timeout)
+
+
+def _list_one(api, competition: str, limit: int, tolerate: bool = False) -> list[KaggleSubmission] | None:
+    """Kaggle's list for one competition; ``None`` on a transient failure when ``tolerate``."""
+    try:
+        items = api.competition_submissions(competition, page_size=limit) or []
+    except Exception as e:  # noqa: BLE001 - the client raises requests errors of many kinds
+        if tolerate and _transient(e):
+            return None
+        raise _explain(e, f"listing submissions of '{competition}'", competition) from None
+    return [_as_submission(competition, item) for item in items if item is not None]
+
+
+def list_submissions(spec: Spec, limit: int = 20, api=None) -> list[KaggleSubmission]:
+    """The most recent submissions to each of the spec's Kaggle competitions, newest first.
+
+    Also copies their status and scores into ``submissions/COMP/submitted.json``.
+
+    Raises:
+        UserError: no competition in the spec, no credentials, or Kaggle refuses.
+    """
+    slugs = list(dict.fromkeys(s.kaggle for s in spec.submissions if s.kaggle))
+    if not slugs:
+        raise UserError(
+            f"competition '{spec.name}' names no Kaggle competition (`kaggle = \"slug\"` in the spec)"
+        )
+    api = api or kaggle_api()
+    listed = [item for slug in slugs for item in _list_one(api, slug, limit)]
+    _update_record(spec.name, listed)
+    return sorted(listed, key=lambda s: s.date, reverse=True)
+
+
+def wait_for_scores(
+    spec: Spec,
+    uploads: list[Upload],
+    timeout: float = 900.0,
+    interval: float = 15.0,
+    on_poll: Callable[[list[KaggleSubmission]], None] | None = None,
+) -> list[KaggleSubmission]:
+    """Poll Kaggle's submissions list until every upload is scored or failed, or ``timeout`` passes.
+
+    A server error or network hiccup while polling only skips that look (the files are already
+    sent); refused credentials or an unknown competition stop at once.
+
+    Returns:
+        One entry per upload, in upload order; entries still ``PENDING`` at the timeout stay so.
+
+    Raises:
+        UserError: Kaggle refuses the listing, or does not list an upload it acknowledged.
+    """
+    api = kaggle_api()
+    deadline = time.monotonic() + timeout
+    found = {(u.competition, u.ref): _pending(u) for u in uploads}
+    while True:
+        for slug in dict.fromkeys(c for (c, _), s in found.items() if s.pending):
+            listed = _list_one(api, slug, 100, tolerate=True)
+            if listed is not None:
+                _take_listed(found, slug, {s.ref: s for s in listed})
+        current = list(found.values())
+        _update_record(spec.name, current)
+        if on_poll is not None:
+            on_poll(current)
+        if not any(s.pending for s in current) or time.monotonic() >= deadline:
+            return current
+        time.sleep(max(0.0, min(interval, deadline - time.monotonic())))
+
+
+def _pending(upload: Upload) -> KaggleSubmission:
+    return KaggleSubmission(
+        upload.competition, upload.ref, "", upload.file.name, "", "PENDING", None, None, ""
+    )
+
+
+def _take_listed(found: dict, slug: str, listed: dict[str, KaggleSubmission]) -> None:
+    for competition, ref in found:
+        if competition != slug:
+            continue
+        if ref not in listed:
+            raise UserError(
+                f"Kaggle does not list submission {ref} ({found[competition, ref].file}) of '{slug}'; "
+                f"see https://www.kaggle.com/competitions/{slug}/submissions"
+            )
+        found[competition, ref] = listed[ref]
 
 
 def safe_extract(archive: Path, dest: Path) -> list[str]:

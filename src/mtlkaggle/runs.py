@@ -1,0 +1,178 @@
+"""``mtlkaggle runs``: every run of a competition in one table, best first.
+
+Reads only what ``train``, ``predict``, ``submit`` and ``submissions`` wrote: each run's
+``config.json``, each fold's ``metrics.csv`` (best epoch by the monitored ``score``, wall time,
+img/s), the local record of submissions (``submissions/COMP/submitted.json``) with Kaggle's scores
+where known and, where the competition keeps test labels, the score of the submission files in
+``submissions/COMP`` for the run that predicted them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtlkaggle.errors import UserError
+from mtlkaggle.metrics import monitor_score
+from mtlkaggle.paths import RUNS, FoldLayout, RunLayout, submissions_dir, submitted_log
+from mtlkaggle.spec import Spec
+
+
+@dataclass
+class RunSummary:
+    """One run: its recipe, cross-validated scores, holdout scores, cost, and Kaggle's verdict."""
+
+    name: str
+    backbone: str
+    img_size: int
+    epochs: int
+    folds: list[str]
+    cv: dict[str, dict[str, float]] = field(default_factory=dict)  # metric -> {"mean", "std"}
+    holdout: dict[str, float] = field(default_factory=dict)  # the 'val' fold's best epoch
+    test: dict[str, float] = field(default_factory=dict)  # its files in submissions/COMP vs test labels
+    wall_s: float = 0.0
+    img_per_s: float | None = None
+    date: str = ""
+    submission: str | None = None  # the message of the latest submission made from this run
+    kaggle: dict[str, str] = field(default_factory=dict)  # file -> public score (or status)
+    rank: float | None = None  # the spec's monitor on the CV means (holdout without CV)
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def compare_runs(spec: Spec) -> list[RunSummary]:
+    """Every run of ``runs/COMP/`` with at least one finished epoch, sorted by the spec's monitor.
+
+    Raises:
+        UserError: when the competition has no runs yet.
+    """
+    root = RUNS / spec.name
+    layouts = [RunLayout(p) for p in sorted(root.iterdir()) if p.is_dir()] if root.is_dir() else []
+    submitted = _read_submitted(spec.name)
+    runs = [r for r in (_summarize(spec, layout, submitted) for layout in layouts) if r is not None]
+    if not runs:
+        raise UserError(f"{root}: no trained runs; run `mtlkaggle train {spec.name}` first")
+    _attach_test_scores(spec, runs, root)
+    return sorted(runs, key=lambda r: (r.rank is None, -(r.rank or 0.0), r.name))
+
+
+def metric_names(spec: Spec) -> list[str]:
+    """``task/metric`` of every metric the spec scores, in spec order."""
+    return [f"{t.name}/{m}" for t in spec.tasks for m in t.resolved_metrics]
+
+
+def _summarize(spec: Spec, layout: RunLayout, submitted: list[dict]) -> RunSummary | None:
+    histories = {f.name: pd.read_csv(f.metrics) for f in _folds_with_metrics(layout)}
+    histories = {k: v for k, v in histories.items() if len(v)}
+    if not histories:
+        return None
+    train = _train_config(layout)
+    names = metric_names(spec)
+    best = {k: _best_row(h, names) for k, h in histories.items()}
+    numbered = [b for k, b in best.items() if k.isdigit()]
+    run = RunSummary(
+        name=layout.name,
+        backbone=str(train.get("backbone", "?")),
+        img_size=int(train.get("img_size", 0)),
+        epochs=int(train.get("epochs", 0)),
+        folds=list(histories),
+        wall_s=float(sum(h["seconds"].sum() for h in histories.values() if "seconds" in h)),
+        date=_date(layout),
+    )
+    for name in names:
+        values = [b[name] for b in numbered if name in b]
+        if values:
+            run.cv[name] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
+    if "val" in best:
+        run.holdout = best["val"]
+    rates = [h["img_per_s"].to_numpy() for h in histories.values() if "img_per_s" in h]
+    run.img_per_s = float(np.concatenate(rates).mean()) if rates else None
+    scores = {k: v["mean"] for k, v in run.cv.items()} or run.holdout
+    try:
+        run.rank = float(monitor_score(spec, scores))
+    except KeyError:  # trained before a metric was added to the spec
+        run.rank = None
+    _attach_submissions(run, layout, submitted)
+    return run
+
+
+def _folds_with_metrics(layout: RunLayout) -> list[FoldLayout]:
+    folds = [FoldLayout(p.parent) for p in layout.dir.glob("fold*/metrics.csv")]
+    return sorted(folds, key=lambda f: (not f.name.isdigit(), int(f.name) if f.name.isdigit() else 0, f.name))
+
+
+def _best_row(history: pd.DataFrame, names: list[str]) -> dict[str, float]:
+    row = history.loc[history["score"].idxmax()]
+    return {name: float(row[f"val/{name}"]) for name in names if f"val/{name}" in row}
+
+
+def _train_config(layout: RunLayout) -> dict:
+    """The recipe: the run's config.json, else the first fold's (a run still training)."""
+    candidates = [layout.config] + [f.config for f in _folds_with_metrics(layout)]
+    for path in candidates:
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        saved = saved.get("spec", saved)
+        if isinstance(saved.get("train"), dict):
+            return saved["train"]
+    return {}
+
+
+def _date(layout: RunLayout) -> str:
+    stamps = [p.stat().st_mtime for p in layout.dir.glob("fold*/metrics.csv")]
+    return datetime.fromtimestamp(max(stamps)).isoformat(sep=" ", timespec="minutes") if stamps else ""
+
+
+def _read_submitted(comp: str) -> list[dict]:
+    path = submitted_log(comp)
+    if not path.is_file():
+        return []
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e}); delete it to start a fresh record") from None
+    return records if isinstance(records, list) else []
+
+
+def _attach_submissions(run: RunSummary, layout: RunLayout, submitted: list[dict]) -> None:
+    """The latest submission made from this run: its message and each file's public score."""
+    mine = [r for r in submitted if r.get("run") and _same_path(r["run"], layout.dir)]
+    if not mine:
+        return
+    latest = max(r.get("date", "") for r in mine)
+    batch = [r for r in mine if r.get("date", "") == latest]
+    run.submission = str(batch[0].get("message", ""))
+    for record in batch:
+        score = record.get("public_score")
+        run.kaggle[str(record.get("file"))] = score if score not in (None, "") else str(record.get("status"))
+
+
+def _attach_test_scores(spec: Spec, runs: list[RunSummary], root: Path) -> None:
+    """Score ``submissions/COMP`` against the test labels, for the run that predicted it."""
+    from mtlkaggle.data import has_split
+    from mtlkaggle.evaluate import evaluate_submissions
+
+    folder = submissions_dir(spec.name)
+    if not has_split(spec, "test_labels") or not (folder / "config.json").is_file():
+        return
+    try:
+        made_from = json.loads((folder / "config.json").read_text(encoding="utf-8"))["run"]
+        scores = evaluate_submissions(spec, folder)
+    except (ValueError, KeyError, TypeError, UserError):
+        return  # no run named, or files stale against the labels: `evaluate` says why
+    for run in runs:
+        if _same_path(str(made_from), root / run.name):
+            run.test = {f"{r.task}/{r.metric}": float(r.score) for r in scores.itertuples()}
+
+
+def _same_path(a: str, b: Path) -> bool:
+    return Path(a).resolve() == b.resolve()
