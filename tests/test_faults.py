@@ -352,6 +352,24 @@ CASES = [
         ["--out-dir competition/demo.toml: is a file"],
     ),
     Case(
+        "missing-labels-file",
+        _nothing,
+        [*EVALUATE, "--labels", "nowhere.csv"],
+        ["nowhere.csv: label file not found"],
+    ),
+    Case(
+        "missing-submission-folder",
+        _nothing,
+        ["evaluate", "demo", "nowhere"],
+        ["nowhere/category.csv: submission file not found", "mtlkaggle predict demo"],
+    ),
+    Case(
+        "missing-data-dir",
+        _nothing,
+        ["folds", "demo", "--data-dir", "nowhere"],
+        ["nowhere/train.csv: label file not found", "--data-dir"],
+    ),
+    Case(
         "train-unknown-fold", _nothing, ["train", "demo", "--fold", "9", *TINY], ["--fold 9: expected 'all'"]
     ),
 ]

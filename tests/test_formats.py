@@ -99,3 +99,21 @@ def test_non_utf8_label_file_names_line_and_byte(tmp_path):
     attr.write_bytes(attr.read_bytes() + "caf\u00e9\n".encode("latin-1"))
     with pytest.raises(UserError, match=r"val_attr.txt:13: not UTF-8 \(byte 0xe9 at column 4\)"):
         read_split(_spec("fashion-ai6126", tmp_path), "val")
+
+
+def test_keep_filters_and_holdout_keep_each_row_line(tmp_path):
+    """Rows dropped by ``keep`` and by the holdout do not shift the lines of the rows that remain."""
+    fx.write_utkface48(tmp_path / "data")
+    toml = (REPO / "competition/utkface48.toml").read_text(encoding="utf-8")
+    toml = toml.replace("holdout = 0.2\n", 'holdout = 0.2\nkeep = [{ column = "age", min = 21, max = 60 }]\n')
+    (tmp_path / "keep.toml").write_text(toml, encoding="utf-8")
+    spec = load_spec(tmp_path / "keep.toml", data_dir=tmp_path / "data")
+    path = tmp_path / "data/age_gender.csv"
+    table = read_split(spec, "train")
+    row = len(table) - 1
+    line = table.line(row)
+    assert 21 <= float(path.read_text().splitlines()[line - 1].split(",")[0]) <= 60
+    fields = path.read_text().splitlines()[line - 1].split(",")
+    _set_line(path, line, ",".join([fields[0], fields[1], "7", *fields[3:]]))
+    problems = _problems(spec)
+    assert problems == [f"{path}:{line} [gender]: class 7 out of range 0..1"], problems

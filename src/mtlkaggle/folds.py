@@ -102,13 +102,16 @@ def make_folds(spec: Spec, table: LabelTable, config: FoldConfig) -> pd.DataFram
     single = len(spec.tasks) == 1 and spec.tasks[0].kind == "multiclass"
     groups = None
     if config.group_column:
-        frame = pd.read_csv(table.file, sep=spec.data.sep, dtype=str, keep_default_na=False)
-        if config.group_column not in frame.columns:
+        from mtlkaggle.data.formats import read_csv_file
+
+        raw = read_csv_file(spec, table.file)
+        if config.group_column not in raw.frame.columns:
             raise UserError(
                 f"{table.file}: no column '{config.group_column}' for --group-column; "
-                f"columns are {list(frame.columns)}"
+                f"columns are {list(raw.frame.columns)}"
             )
-        groups = frame[config.group_column].to_numpy()
+        by_line = dict(zip(raw.lines.tolist(), raw.frame[config.group_column], strict=True))
+        groups = np.array([by_line[int(line)] for line in table.lines])  # rows kept by `keep` only
     fold = assign_folds(y, config.n_splits, config.seed, single, groups)
     return pd.DataFrame({spec.data.id_column: table.ids, "fold": fold})
 

@@ -160,6 +160,15 @@ def _views(spec: Spec, options: PredictOptions) -> list[str]:
 def _models(
     run_dir: Path, folds: list[str] | None, device: torch.device
 ) -> tuple[list[MultiTaskNet], Spec, list[str]]:
+    available, chosen = _chosen_folds(run_dir, folds)
+    loaded = [load_fold_model(available[f], device) for f in chosen]
+    specs = {(s.train.backbone, s.train.img_size) for _, s in loaded}
+    if len(specs) > 1:
+        raise UserError(f"{run_dir}: folds were trained with different backbones/sizes {sorted(specs)}")
+    return [m for m, _ in loaded], loaded[0][1], chosen
+
+
+def _chosen_folds(run_dir: Path, folds: list[str] | None) -> tuple[dict, list[str]]:
     available = {f.name: f for f in RunLayout(run_dir).trained_folds()}
     chosen = folds or list(available)
     missing = [f for f in chosen if f not in available]
@@ -168,11 +177,7 @@ def _models(
             f"{run_dir}: no trained fold {', '.join(missing) if missing else '(none at all)'}; "
             f"trained: {', '.join(sorted(available)) or 'none'}. Run `mtlkaggle train` first"
         )
-    loaded = [load_fold_model(available[f], device) for f in chosen]
-    specs = {(s.train.backbone, s.train.img_size) for _, s in loaded}
-    if len(specs) > 1:
-        raise UserError(f"{run_dir}: folds were trained with different backbones/sizes {sorted(specs)}")
-    return [m for m, _ in loaded], loaded[0][1], chosen
+    return available, chosen
 
 
 @torch.no_grad()
@@ -251,6 +256,7 @@ def decide_all(spec: Spec, ensemble: Ensemble) -> dict[str, np.ndarray]:
 def run_predict(spec: Spec, options: PredictOptions) -> tuple[Ensemble, list[Path]]:
     """Predict the test set and write the submission files, raw probabilities and config."""
     check_options(options)
+    _chosen_folds(options.run_dir, options.folds)
     thresholds = load_thresholds(spec, options.run_dir)  # a damaged file fails before the slow part
     ensemble = predict_ensemble(spec, options)
     ensemble.thresholds = thresholds

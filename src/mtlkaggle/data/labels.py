@@ -93,7 +93,7 @@ def parse_label_file(
 ) -> tuple[LabelTable, list[Problem]]:
     """Parse a CSV laid out like the spec's label columns (e.g. held-out test labels)."""
     if not path.is_file():
-        raise UserError(f"{path}: label file not found")
+        raise UserError(f"{path}: label file not found; pass --labels with a CSV of the true labels")
     return _parse_raw(spec, read_csv_file(spec, path), labelled, split)
 
 
