@@ -88,3 +88,24 @@ def test_in_memory_grayscale_images_and_skipped_rows(tmp_path, spec):
     batch = collate([sample, {"bad": "x.jpg: unreadable image", "index": 0}])
     assert batch["skipped"] == 1 and batch["bad"] == ["x.jpg: unreadable image"]
     assert batch["image"].shape == (1, 3, 6, 6)
+
+
+@pytest.mark.parametrize(("mode", "suffix"), [("I;16", "png"), ("I", "tif")])
+def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path, mode, suffix):
+    values = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    image = Image.fromarray(values if mode == "I;16" else values.astype(np.int32))
+    image.save(tmp_path / f"deep.{suffix}")
+    assert Image.open(tmp_path / f"deep.{suffix}").mode == mode
+    rgb = load_image(tmp_path / f"deep.{suffix}")
+    assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8
+    np.testing.assert_array_equal(rgb[..., 0], np.rint(values / 257).astype(np.uint8))
+    assert (rgb == 255).mean() < 0.01  # PIL's own convert("RGB") leaves 99% of these at 255
+
+
+def test_decompression_bombs_are_refused_by_name(tmp_path):
+    """Over the limit: refused before decoding; over twice the limit PIL itself refuses: same error type."""
+    Image.new("1", (10_000, 10_000)).save(tmp_path / "big.png")  # 100 Mpx > 89 Mpx, 12 kB on disk
+    Image.new("1", (14_000, 14_000)).save(tmp_path / "huge.png")  # > 2x the limit
+    for name in ("big.png", "huge.png"):
+        with pytest.raises(ImageReadError, match=rf"{name}: refused as a (possible )?decompression bomb"):
+            load_image(tmp_path / name)

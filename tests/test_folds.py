@@ -102,3 +102,32 @@ def test_read_folds_detects_stale_file(workspace, spec, tmp_path):
         read_folds(spec, table, path)
     with pytest.raises(UserError, match="no folds yet"):
         read_folds(spec, table, tmp_path / "none.csv")
+
+
+def test_group_column_follows_the_rows_kept_by_keep_filters(workspace):
+    """Groups are taken from each kept row's own line, not by position in the whole file."""
+    from typer.testing import CliRunner
+
+    from mtlkaggle.cli import app
+
+    train = workspace / "data/demo/train.csv"
+    lines = train.read_text(encoding="utf-8").splitlines()
+    lines = [lines[0] + ",person"] + [f"{line},p{i // 3}" for i, line in enumerate(lines[1:])]
+    train.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    toml = workspace / "competition/demo.toml"
+    text = toml.read_text(encoding="utf-8")
+    toml.write_text(
+        text.replace(
+            'image_column = "file_path"\n',
+            'image_column = "file_path"\nkeep = [{ column = "category_label", min = 0, max = 4 }]\n',
+            1,
+        ),
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["folds", "demo", "--group-column", "person", "--n-splits", "3"])
+    assert result.exit_code == 0, result.output
+    folds = pd.read_csv(workspace / "folds/demo.csv")
+    people = {row.split(",")[0]: row.rsplit(",", 1)[1] for row in lines[1:]}
+    folds["person"] = folds["file_path"].map(people)
+    assert len(folds) < len(lines) - 1  # the keep filter dropped rows
+    assert (folds.groupby("person")["fold"].nunique() == 1).all()

@@ -5,7 +5,7 @@ import pytest
 
 from mtlkaggle.errors import UserError
 from mtlkaggle.spec import Spec, load_spec
-from mtlkaggle.submission import read_submission, render_submission, write_submissions
+from mtlkaggle.submission import check_ids, read_submission, render_submission, write_submissions
 
 from .conftest import REPO
 
@@ -71,7 +71,7 @@ def test_round_trip_and_validation(spec, tmp_path):
     ids, back = read_submission(spec, spec.submissions[1], tmp_path / "attribute.csv")
     assert ids == list(IDS)
     np.testing.assert_array_equal(back["attribute"], predictions["attribute"])
-    with pytest.raises(UserError, match="predictions cover 3 rows but the test file has 2"):
+    with pytest.raises(UserError, match=r"1 id\(s\) are not in the test file \('img/d.jpg'\)"):
         write_submissions(spec, IDS, predictions, IDS[:2], tmp_path / "other")
     assert not (tmp_path / "other").exists()  # nothing half-written
     with pytest.raises(UserError, match="class 10 outside 0..9"):
@@ -85,3 +85,28 @@ def test_read_submission_names_bad_line(spec, tmp_path):
     (tmp_path / "category.csv").write_text("file_path,category\nimg/a.jpg,3\n")
     with pytest.raises(UserError, match=r"category.csv:1: header should be 'file_path,category_label'"):
         read_submission(spec, spec.submissions[0], tmp_path / "category.csv")
+
+
+def test_check_ids_counts_duplicated_missing_and_extra_ids():
+    with pytest.raises(UserError) as caught:
+        check_ids("sub.csv", list("aaabzy"), ["a", "b", "c"], "the test file", "predict again")
+    message = str(caught.value)
+    assert message == (
+        "sub.csv: 1 id(s) appear more than once ('a' x3); 1 id(s) of the test file are missing ('c'); "
+        "2 id(s) are not in the test file ('z', 'y'); predict again"
+    )
+    check_ids("sub.csv", ["b", "a"], ["a", "b"], "the test file", "x")  # order is not this check's job
+
+
+def test_predictions_in_another_order_are_refused(spec, tmp_path):
+    predictions = {"category": np.array([3, 0, 9]), "attribute": _attrs([[1], [], [0, 5]])}
+    with pytest.raises(UserError, match="test ids in another order"):
+        write_submissions(spec, IDS[::-1], predictions, IDS, tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_non_utf8_submission_names_file_and_line(spec, tmp_path):
+    path = tmp_path / "category.csv"
+    path.write_bytes("file_path,category_label\nimg/a.jpg,3\nimg/caf\u00e9.jpg,1\n".encode("latin-1"))
+    with pytest.raises(UserError, match=r"category.csv:3: not UTF-8 \(byte 0xe9 at column 8\)"):
+        read_submission(spec, spec.submissions[0], path)

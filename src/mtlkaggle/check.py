@@ -49,7 +49,7 @@ def check_dataset(spec: Spec, open_images: bool = True, workers: int = 8) -> Che
     report.problems = list(dict.fromkeys(report.problems))  # a layout problem shows in every split
     _check_overlap(report)
     if open_images:
-        _check_images(report, workers)
+        _check_images(report, (spec.data_path / spec.data.image_dir).resolve(), workers)
     return report
 
 
@@ -59,11 +59,12 @@ def _check_overlap(report: CheckReport) -> None:
     test = report.tables["test"]
     overlap = set(report.tables["train"].ids) & set(test.ids)
     for value in sorted(overlap)[:20]:
-        line = int(np.flatnonzero(test.ids == value)[0]) + 2
+        line = test.line(int(np.flatnonzero(test.ids == value)[0]))
         report.problems.append(Problem(str(test.file), line, None, f"id '{value}' is also in train"))
 
 
-def _check_images(report: CheckReport, workers: int) -> None:
+def _check_images(report: CheckReport, root: Path, workers: int) -> None:
+    """Decode every image once; a path outside ``root`` (already reported) is never opened."""
     jobs: list[tuple[LabelTable, int, Path]] = []
     seen: set[Path] = set()
     for table in report.tables.values():
@@ -71,13 +72,13 @@ def _check_images(report: CheckReport, workers: int) -> None:
             report.images_checked += len(table.images)
             continue
         for row, path in enumerate(table.paths):
-            if path not in seen:
+            if path not in seen and path.resolve().is_relative_to(root):
                 seen.add(path)
                 jobs.append((table, row, path))
     with make_progress(transient=True) as progress, ThreadPoolExecutor(workers) as pool:
         bar = progress.add_task("opening images", total=len(jobs), unit="img", status="")
         for (table, row, path), issue in zip(jobs, pool.map(lambda j: verify_image(j[2]), jobs), strict=True):
             if issue:
-                report.problems.append(Problem(str(table.file), row + 2, None, f"{path}: {issue}"))
+                report.problems.append(Problem(str(table.file), table.line(row), None, f"{path}: {issue}"))
             progress.advance(bar)
     report.images_checked += len(jobs)

@@ -316,7 +316,7 @@ def train(
     compile: Annotated[
         bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")
     ] = None,
-    num_workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.", min=0)] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed for init, data order, augmentation and dropout.")
     ] = None,
@@ -442,11 +442,14 @@ def predict(
         bool, typer.Option("--tta/--no-tta", help="Average over the spec's TTA views too.")
     ] = False,
     views: Annotated[
-        str | None, typer.Option(help="TTA views instead of the spec's: hflip,vflip,zoom:1.15,hflip+zoom:0.9")
+        str | None,
+        typer.Option(
+            help="TTA views instead of the spec's (needs --tta): hflip,vflip,zoom:1.15,hflip+zoom:0.9"
+        ),
     ] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Where to write (default: submissions/COMP).")] = None,
     device: Annotated[str | None, typer.Option(help="cuda, cpu (default: cuda when available).")] = None,
-    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 2,
+    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.", min=0)] = 2,
     data_dir: DataDir = None,
 ) -> None:
     """Predict the test set with the fold ensemble (x TTA) and write the submission files.

@@ -11,7 +11,7 @@ from mtlkaggle.data import has_split, parse_label_file, read_split
 from mtlkaggle.errors import UserError
 from mtlkaggle.metrics import score_task
 from mtlkaggle.spec import Spec
-from mtlkaggle.submission import read_submission
+from mtlkaggle.submission import check_ids, read_submission
 
 
 def evaluate_submissions(spec: Spec, submission_dir: Path, labels: Path | None = None) -> pd.DataFrame:
@@ -20,6 +20,8 @@ def evaluate_submissions(spec: Spec, submission_dir: Path, labels: Path | None =
     ``labels`` is a CSV with the spec's label columns; by default the competition's own
     ``test_labels`` split (a kept-apart file, a holdout, or CelebA's test partition). Submission
     rows are matched to label rows by id (files without an id column follow the test file's order).
+    A file with duplicated ids, or ids missing from or unknown to the labels, is refused: it is
+    never scored.
 
     Returns:
         One row per (file, task, metric) with the score.
@@ -44,10 +46,10 @@ def evaluate_submissions(spec: Spec, submission_dir: Path, labels: Path | None =
                 raise UserError(
                     f"{path}: {len(next(iter(predictions.values())))} rows, test file has {len(ids)}"
                 )
-        predicted = set(ids)
-        missing = [i for i in truth.ids if i not in predicted]
-        if missing:
-            raise UserError(f"{path}: no prediction for {len(missing)} labelled ids (first: '{missing[0]}')")
+        else:
+            check_ids(
+                str(path), ids, truth.ids, "the labels", "a submission needs exactly one row per labelled id"
+            )
         order = np.array([where.get(i, -1) for i in ids])
         keep = order >= 0
         for column, name in sub.columns.items():

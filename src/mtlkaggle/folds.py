@@ -11,6 +11,7 @@ import pandas as pd
 from mtlkaggle.data.labels import LabelTable, read_split, task_matrix
 from mtlkaggle.errors import UserError
 from mtlkaggle.io import write_csv_atomic
+from mtlkaggle.readback import read_table
 from mtlkaggle.spec import Spec
 
 REGRESSION_BINS = 10
@@ -101,13 +102,16 @@ def make_folds(spec: Spec, table: LabelTable, config: FoldConfig) -> pd.DataFram
     single = len(spec.tasks) == 1 and spec.tasks[0].kind == "multiclass"
     groups = None
     if config.group_column:
-        frame = pd.read_csv(table.file, sep=spec.data.sep, dtype=str, keep_default_na=False)
-        if config.group_column not in frame.columns:
+        from mtlkaggle.data.formats import read_csv_file
+
+        raw = read_csv_file(spec, table.file)
+        if config.group_column not in raw.frame.columns:
             raise UserError(
                 f"{table.file}: no column '{config.group_column}' for --group-column; "
-                f"columns are {list(frame.columns)}"
+                f"columns are {list(raw.frame.columns)}"
             )
-        groups = frame[config.group_column].to_numpy()
+        by_line = dict(zip(raw.lines.tolist(), raw.frame[config.group_column], strict=True))
+        groups = np.array([by_line[int(line)] for line in table.lines])  # rows kept by `keep` only
     fold = assign_folds(y, config.n_splits, config.seed, single, groups)
     return pd.DataFrame({spec.data.id_column: table.ids, "fold": fold})
 
@@ -127,12 +131,19 @@ def read_folds(spec: Spec, table: LabelTable, path: Path | None = None) -> np.nd
     redo = f"rerun `mtlkaggle folds {spec.name}`"
     if not path.is_file():
         raise UserError(f"{path}: no folds yet; run `mtlkaggle folds {spec.name}` first")
-    try:
-        frame = pd.read_csv(path, dtype={spec.data.id_column: str}, keep_default_na=False)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not a readable folds file ({str(e).splitlines()[0]}); {redo}") from None
-    if spec.data.id_column not in frame.columns or "fold" not in frame.columns:
-        raise UserError(f"{path}: expected columns '{spec.data.id_column},fold'; {redo}")
+    frame = read_table(
+        path,
+        redo,
+        [spec.data.id_column, "fold"],
+        "folds file",
+        dtype={spec.data.id_column: str},
+        keep_default_na=False,
+    )
+    twice = frame[spec.data.id_column].duplicated()
+    if twice.any():
+        row = int(np.flatnonzero(twice)[0])
+        value = frame[spec.data.id_column].iloc[row]
+        raise UserError(f"{path}:{row + 2}: id '{value}' has a second fold; {redo}")
     folds = pd.to_numeric(frame["fold"], errors="coerce")
     if folds.isna().any() or (folds < 0).any() or (folds % 1 != 0).any():
         bad = int(np.flatnonzero(folds.isna() | (folds < 0) | (folds % 1 != 0))[0])

@@ -50,9 +50,14 @@ class FoldLayout:
         return self.dir / "config.json"
 
     @property
+    def skipped(self) -> Path:
+        """The unreadable images training skipped (``--skip-bad-images``), one line each."""
+        return self.dir / "skipped.txt"
+
+    @property
     def outputs(self) -> tuple[Path, ...]:
         """The files a fresh start removes first."""
-        return (self.best, self.last, self.oof, self.metrics)
+        return (self.best, self.last, self.oof, self.metrics, self.skipped)
 
 
 @dataclass(frozen=True)

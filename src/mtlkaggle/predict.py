@@ -100,6 +100,57 @@ def _zoom(images: torch.Tensor, scale: float) -> torch.Tensor:
     return F.pad(resized, (left, w - size[1] - left, top, h - size[0] - top))
 
 
+VIEW_CHOICES = (
+    "identity, hflip, vflip, zoom:S (S > 0), hflip+zoom:S, crop:F:POS (0 < F <= 1, POS tl/tr/bl/br/c)"
+)
+
+
+def check_options(options: PredictOptions) -> None:
+    """Refuse bad options before any model or image is loaded, naming the valid choices.
+
+    ``--views`` without ``--tta`` is an error (not silently ignored, not silently turned on).
+
+    Raises:
+        UserError: an unknown or malformed view, views without TTA, an empty or repeated fold,
+            or an output folder that is a file.
+    """
+    if options.views is not None and not options.tta:
+        raise UserError(f"--views {','.join(options.views)}: views are used only with --tta; add --tta")
+    for view in options.views or []:
+        if not _valid_view(view):
+            raise UserError(f"--views: unknown view '{view}'; valid views: {VIEW_CHOICES}, comma-separated")
+    if options.folds is not None:
+        empty = [f for f in options.folds if not f.strip()]
+        twice = sorted({f for f in options.folds if options.folds.count(f) > 1})
+        if empty or twice:
+            raise UserError(
+                f"--folds {','.join(options.folds)}: "
+                + ("an empty fold name" if empty else f"fold {twice[0]} named twice")
+                + "; list each fold once, e.g. --folds 0,1,2"
+            )
+    if options.out_dir.exists() and not options.out_dir.is_dir():
+        raise UserError(f"--out-dir {options.out_dir}: is a file, not a folder; pass a folder")
+
+
+def _valid_view(view: str) -> bool:
+    import re
+
+    from mtlkaggle.spec import TTA_VIEW
+
+    if view == "identity":
+        return True
+    if not re.match(TTA_VIEW, view):
+        return False
+    try:
+        if "zoom:" in view:
+            return float(view.rsplit(":", 1)[1]) > 0
+        if view.startswith("crop:"):
+            return 0 < float(view.split(":")[1]) <= 1
+    except ValueError:
+        return False
+    return True
+
+
 def _views(spec: Spec, options: PredictOptions) -> list[str]:
     if not options.tta:
         return ["identity"]
@@ -109,6 +160,15 @@ def _views(spec: Spec, options: PredictOptions) -> list[str]:
 def _models(
     run_dir: Path, folds: list[str] | None, device: torch.device
 ) -> tuple[list[MultiTaskNet], Spec, list[str]]:
+    available, chosen = _chosen_folds(run_dir, folds)
+    loaded = [load_fold_model(available[f], device) for f in chosen]
+    specs = {(s.train.backbone, s.train.img_size) for _, s in loaded}
+    if len(specs) > 1:
+        raise UserError(f"{run_dir}: folds were trained with different backbones/sizes {sorted(specs)}")
+    return [m for m, _ in loaded], loaded[0][1], chosen
+
+
+def _chosen_folds(run_dir: Path, folds: list[str] | None) -> tuple[dict, list[str]]:
     available = {f.name: f for f in RunLayout(run_dir).trained_folds()}
     chosen = folds or list(available)
     missing = [f for f in chosen if f not in available]
@@ -117,16 +177,13 @@ def _models(
             f"{run_dir}: no trained fold {', '.join(missing) if missing else '(none at all)'}; "
             f"trained: {', '.join(sorted(available)) or 'none'}. Run `mtlkaggle train` first"
         )
-    loaded = [load_fold_model(available[f], device) for f in chosen]
-    specs = {(s.train.backbone, s.train.img_size) for _, s in loaded}
-    if len(specs) > 1:
-        raise UserError(f"{run_dir}: folds were trained with different backbones/sizes {sorted(specs)}")
-    return [m for m, _ in loaded], loaded[0][1], chosen
+    return available, chosen
 
 
 @torch.no_grad()
 def predict_ensemble(spec: Spec, options: PredictOptions) -> Ensemble:
     """Average probabilities over every fold's best model and every view of each test image."""
+    check_options(options)
     device = resolve_device(options.device)
     models, trained, folds = _models(options.run_dir, options.folds, device)
     views = _views(spec, options)
@@ -198,8 +255,11 @@ def decide_all(spec: Spec, ensemble: Ensemble) -> dict[str, np.ndarray]:
 
 def run_predict(spec: Spec, options: PredictOptions) -> tuple[Ensemble, list[Path]]:
     """Predict the test set and write the submission files, raw probabilities and config."""
+    check_options(options)
+    _chosen_folds(options.run_dir, options.folds)
+    thresholds = load_thresholds(spec, options.run_dir)  # a damaged file fails before the slow part
     ensemble = predict_ensemble(spec, options)
-    ensemble.thresholds = load_thresholds(spec, options.run_dir)
+    ensemble.thresholds = thresholds
     predictions = decide_all(spec, ensemble)
     # ensemble.ids are the test file's ids in order (read once, in predict_ensemble)
     written = write_submissions(spec, ensemble.ids, predictions, ensemble.ids, options.out_dir)

@@ -22,8 +22,9 @@ from mtlkaggle.errors import UserError
 from mtlkaggle.io import atomic_path, write_text_atomic
 from mtlkaggle.metrics import per_label_f1
 from mtlkaggle.paths import RunLayout, submissions_dir
+from mtlkaggle.readback import numeric_columns, read_json_object, read_table, read_text
 from mtlkaggle.spec import Spec
-from mtlkaggle.thresholds import apply_thresholds, collect_oof
+from mtlkaggle.thresholds import apply_thresholds, collect_oof, read_thresholds_file
 
 
 @dataclass
@@ -57,7 +58,7 @@ def fold_scores(spec: Spec, run_dir: Path) -> pd.DataFrame:
     rows = []
     for fold in RunLayout(run_dir).trained_folds():
         folder = fold.dir
-        metrics = pd.read_csv(fold.metrics)
+        metrics = read_metrics(spec, fold.metrics)
         best = metrics.loc[metrics["score"].idxmax()]
         row = {"fold": folder.name.removeprefix("fold"), "best_epoch": int(best["epoch"])}
         for task in spec.tasks:
@@ -74,6 +75,54 @@ def fold_scores(spec: Spec, run_dir: Path) -> pd.DataFrame:
             [frame, pd.DataFrame([{"fold": "mean", "best_epoch": None, **mean}])], ignore_index=True
         )
     return frame
+
+
+def read_metrics(spec: Spec, path: Path) -> pd.DataFrame:
+    """A fold's ``metrics.csv`` with the columns the report draws, each numeric.
+
+    Raises:
+        UserError: a missing, damaged or incomplete file (naming the file and the fix).
+    """
+    fold = path.parent.name.removeprefix("fold")
+    fix = f"train that fold again (`mtlkaggle train {spec.name} --fold {fold} --overwrite`)"
+    columns = ["epoch", "score", "train/loss", "val/loss"]
+    for task in spec.tasks:
+        columns += [f"train/loss/{task.name}", f"val/loss/{task.name}", f"weight/{task.name}"]
+        columns += [f"val/{task.name}/{metric}" for metric in task.resolved_metrics]
+    frame = read_table(path, fix, columns, "metrics file")
+    numeric_columns(frame, path, columns, fix, allow_nan=True)  # a metric may be undefined (NaN)
+    return frame
+
+
+def read_run_config(spec: Spec, run_dir: Path) -> Spec | None:
+    """The spec a run saved in its ``config.json`` (None when it has none).
+
+    Raises:
+        UserError: a damaged file or one that is not a valid competition spec.
+    """
+    from pydantic import ValidationError
+
+    path = RunLayout(run_dir).config
+    if not path.exists():
+        return None
+    fix = f"delete it and train again (`mtlkaggle train {spec.name} --run {run_dir.name}`)"
+    try:
+        return Spec.model_validate(read_json_object(path, fix, "run config"))
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first["loc"]) or "(top level)"
+        raise UserError(f"{path}: field '{where}': {first['msg']}; {fix}") from None
+
+
+def read_skipped(run_dir: Path) -> dict[str, list[str]]:
+    """Per fold, the images its training skipped (``skipped.txt``, written with --skip-bad-images)."""
+    out = {}
+    for fold in RunLayout(run_dir).trained_folds():
+        path = fold.dir / "skipped.txt"
+        if path.is_file():
+            fix = "it is only informative: delete it to go on"
+            out[fold.name] = [line for line in read_text(path, fix, "skipped list").splitlines() if line]
+    return out
 
 
 def plot_distributions(spec: Spec, out: Path) -> Path:
@@ -107,7 +156,7 @@ def plot_distributions(spec: Spec, out: Path) -> Path:
 
 def plot_curves(spec: Spec, folder: Path, out: Path) -> Path:
     """One fold's training curves (see :func:`curves_figure`) as ``curves_fold{K}.png``."""
-    fig = curves_figure(spec, pd.read_csv(folder / "metrics.csv"), f"{spec.name} {folder.name}")
+    fig = curves_figure(spec, read_metrics(spec, folder / "metrics.csv"), f"{spec.name} {folder.name}")
     return _save(fig, out / f"curves_{folder.name}.png")
 
 
@@ -245,9 +294,8 @@ def make_report(spec: Spec, run_dir: Path, out: Path, submission_dir: Path | Non
     competition keeps test labels and ``submission_dir`` (default ``submissions/COMP``) holds
     files predicted from this run, they are scored too.
     """
-    config = RunLayout(run_dir).config
-    if config.is_file():
-        saved = Spec.model_validate(json.loads(config.read_text(encoding="utf-8")))
+    saved = read_run_config(spec, run_dir)
+    if saved is not None:
         spec = spec.model_copy(update={"train": saved.train})
     report = Report(out, scores=fold_scores(spec, run_dir))
     submission_dir = submission_dir or submissions_dir(spec.name)
@@ -259,7 +307,7 @@ def make_report(spec: Spec, run_dir: Path, out: Path, submission_dir: Path | Non
     ]
     _, targets, probs = collect_oof(spec, run_dir)
     thresholds_path = RunLayout(run_dir).thresholds
-    tuned = json.loads(thresholds_path.read_text()) if thresholds_path.is_file() else {}
+    tuned = read_thresholds_file(spec, thresholds_path) if thresholds_path.exists() else {}
     for task in spec.tasks:
         y, p = targets[task.name], probs[task.name]
         if task.kind == "multiclass":
@@ -270,7 +318,7 @@ def make_report(spec: Spec, run_dir: Path, out: Path, submission_dir: Path | Non
         else:
             report.figures.append(plot_regression(task, y, p, out))
     label_thresholds = _label_thresholds(spec, tuned, targets, probs)
-    text = _markdown(spec, run_dir, report, tuned, label_thresholds, submission_dir)
+    text = _markdown(spec, run_dir, report, tuned, label_thresholds, submission_dir, read_skipped(run_dir))
     write_text_atomic(out / "report.md", text)
     return report
 
@@ -314,11 +362,11 @@ def _label_thresholds(spec: Spec, tuned: dict, targets: dict, probs: dict) -> pd
     return pd.DataFrame(rows) if rows else None
 
 
-def _timings(run_dir: Path) -> pd.DataFrame:
+def _timings(spec: Spec, run_dir: Path) -> pd.DataFrame:
     """Per fold: epochs run, mean seconds and img/s per epoch, and the fold's wall time."""
     rows = []
     for fold in RunLayout(run_dir).trained_folds():
-        m = pd.read_csv(fold.metrics)
+        m = read_metrics(spec, fold.metrics)
         rows.append(
             {
                 "fold": fold.name,
@@ -370,6 +418,7 @@ def _markdown(
     tuned: dict,
     label_thresholds: pd.DataFrame | None,
     submission_dir: Path,
+    skipped: dict[str, list[str]],
 ) -> str:
     parts = [
         f"# {spec.name}: run `{run_dir.name}`",
@@ -386,12 +435,16 @@ def _markdown(
         parts += ["", "## Out-of-fold thresholds", "", _markdown_table(pd.DataFrame(rows))]
     if label_thresholds is not None:
         parts += ["", "## Tuned threshold per label", "", _markdown_table(label_thresholds)]
-    parts += ["", "## Time and throughput per fold", "", _markdown_table(_timings(run_dir))]
+    parts += ["", "## Time and throughput per fold", "", _markdown_table(_timings(spec, run_dir))]
     environment, commands = _environment(run_dir)
     if len(environment):
         parts += ["", "## Environment", "", _markdown_table(environment)]
     if commands:
         parts += ["", "## Command", "", "```", *commands, "```"]
+    if skipped:
+        total = sum(len(v) for v in skipped.values())
+        parts += ["", f"## Skipped images ({total}, unreadable, left out of training)", ""]
+        parts += [f"- fold {fold}: {line}" for fold, lines in skipped.items() for line in lines]
     parts += ["", "## Configuration", "", "```json", json.dumps(spec.train.model_dump(), indent=2), "```"]
     parts += ["", "## Figures", ""]
     parts += [f"![{fig.stem}]({fig.name})" for fig in report.figures]

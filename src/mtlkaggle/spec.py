@@ -328,9 +328,11 @@ def load_spec(comp: str | Path, data_dir: str | Path | None = None) -> Spec:
     Raises:
         UserError: naming the file, the field and what is expected.
     """
+    from mtlkaggle.readback import read_text
+
     path = resolve_spec_path(str(comp))
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(read_text(path, "fix the competition file", "competition file"))
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{path}: not valid TOML: {e}") from None
     if data_dir is not None:

@@ -33,19 +33,60 @@ def _format(task: TaskSpec, sub: SubmissionSpec, value) -> str:
     return format(float(value), sub.float_format)
 
 
+def check_ids(where: str, ids, expected, expected_name: str, fix: str) -> None:
+    """Refuse ids that are duplicated, missing or unexpected, each with its count and examples.
+
+    Args:
+        where: The file (or ``predictions``) the ids come from; starts the error line.
+        ids: The ids found, in file order.
+        expected: The ids that must each appear exactly once.
+        expected_name: What ``expected`` is, e.g. ``the test file`` or ``the labels``.
+        fix: What to do about it (ends the error line).
+
+    Raises:
+        UserError: one line listing every kind of mismatch found.
+    """
+    from collections import Counter
+
+    counts = Counter(str(i) for i in ids)
+    wanted = [str(i) for i in expected]
+    wanted_set = set(wanted)
+    duplicated = [i for i, n in counts.items() if n > 1]
+    missing = [i for i in wanted if i not in counts]
+    extra = [i for i in counts if i not in wanted_set]
+    found = []
+    if duplicated:
+        shown = ", ".join(f"'{i}' x{counts[i]}" for i in duplicated[:3])
+        found.append(f"{len(duplicated)} id(s) appear more than once ({shown}{_more(duplicated)})")
+    if missing:
+        found.append(f"{len(missing)} id(s) of {expected_name} are missing ({_examples(missing)})")
+    if extra:
+        found.append(f"{len(extra)} id(s) are not in {expected_name} ({_examples(extra)})")
+    if found:
+        raise UserError(f"{where}: {'; '.join(found)}; {fix}")
+
+
+def _examples(values: list[str]) -> str:
+    return ", ".join(f"'{v}'" for v in values[:3]) + _more(values)
+
+
+def _more(values: list) -> str:
+    return ", ..." if len(values) > 3 else ""
+
+
 def validate_predictions(
     spec: Spec, ids: np.ndarray, predictions: dict[str, np.ndarray], test_ids: np.ndarray
 ) -> None:
     """Check predictions before anything is written.
 
     Raises:
-        UserError: on a row count or id mismatch with the test file, a label out of range, or NaN.
+        UserError: on an id mismatch with the test file (duplicated, missing, extra, or out of
+            order), a row count mismatch, a label out of range, or NaN.
     """
+    fix = "predict again from the current test file"
+    check_ids("predictions", ids, test_ids, "the test file", fix)
     if len(ids) != len(test_ids) or not np.array_equal(ids, test_ids):
-        raise UserError(
-            f"predictions cover {len(ids)} rows but the test file has {len(test_ids)}, or their ids "
-            "differ; predict again from the current test file"
-        )
+        raise UserError(f"predictions hold the test ids in another order; {fix}")
     for task in spec.tasks:
         if task.name not in predictions:
             continue
@@ -100,10 +141,13 @@ def read_submission(
     Raises:
         UserError: naming the file and line of the first malformed row.
     """
-    if not path.is_file():
-        raise UserError(f"{path}: submission file not found; run `mtlkaggle predict {spec.name}` first")
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter=sub.sep))
+    from mtlkaggle.readback import read_text
+
+    text = read_text(path, f"write it with `mtlkaggle predict {spec.name}`", "submission file")
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=sub.sep)]
+    except csv.Error as e:
+        raise UserError(f"{path}: not a readable CSV ({e}); predict again") from None
     expected = header(sub)
     start = 0
     if sub.header:

@@ -24,7 +24,7 @@ from mtlkaggle.errors import UserError
 from mtlkaggle.io import write_json_atomic
 from mtlkaggle.paths import submitted_log
 from mtlkaggle.spec import Spec, SubmissionSpec
-from mtlkaggle.submission import read_submission
+from mtlkaggle.submission import check_ids, read_submission
 
 CREDENTIAL_HELP = (
     "set KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN, or save kaggle.json from "
@@ -137,10 +137,11 @@ def validate_files(spec: Spec, submission_dir: Path) -> list[tuple[SubmissionSpe
         path = submission_dir / sub.file
         ids, predictions = read_submission(spec, sub, path)
         rows = len(next(iter(predictions.values()))) if predictions else 0
+        fix = f"predict again (`mtlkaggle predict {spec.name}`)"
+        if ids is not None:
+            check_ids(str(path), ids, test_ids, "the test file", fix)
         if rows != len(test_ids) or (ids is not None and ids != test_ids):
-            raise UserError(
-                f"{path}: {rows} rows do not match the {len(test_ids)} test ids in order; predict again"
-            )
+            raise UserError(f"{path}: {rows} rows do not match the {len(test_ids)} test ids in order; {fix}")
         checked.append((sub, path, rows))
     return checked
 

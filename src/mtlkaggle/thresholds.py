@@ -19,6 +19,7 @@ from mtlkaggle.errors import UserError
 from mtlkaggle.io import write_json_atomic
 from mtlkaggle.metrics import mean_f1, per_label_f1
 from mtlkaggle.paths import RunLayout
+from mtlkaggle.readback import numeric_columns, read_json_object, read_table
 from mtlkaggle.spec import Spec
 
 TUNABLE = {"mean_f1", "macro_f1"}
@@ -207,10 +208,10 @@ def collect_oof(spec: Spec, run_dir: Path) -> tuple[np.ndarray, dict[str, np.nda
 
     from mtlkaggle.data.labels import read_split
 
-    files = [f.oof for f in RunLayout(run_dir).trained_folds() if f.oof.is_file()]
+    files = [f for f in RunLayout(run_dir).trained_folds() if f.oof.is_file()]
     if not files:
         raise UserError(f"{run_dir}: no out-of-fold predictions; run `mtlkaggle train {spec.name}` first")
-    oof = pd.concat([pd.read_csv(f, dtype={spec.data.id_column: str}, keep_default_na=False) for f in files])
+    oof = pd.concat([_read_oof(spec, fold.oof) for fold in files])
     tables = [read_split(spec, "train")] + ([read_split(spec, "val")] if spec.data.val else [])
     position = {}
     for t_index, table in enumerate(tables):
@@ -219,9 +220,7 @@ def collect_oof(spec: Spec, run_dir: Path) -> tuple[np.ndarray, dict[str, np.nda
     ids = oof[spec.data.id_column].to_numpy(dtype=object)
     unknown = [i for i in ids if i not in position]
     if unknown:
-        raise UserError(
-            f"{files[0].parent}: OOF id '{unknown[0]}' is not in the label files; retrain the run"
-        )
+        raise UserError(f"{files[0].dir}: OOF id '{unknown[0]}' is not in the label files; retrain the run")
     targets, probs = {}, {}
     for task in spec.tasks:
         targets[task.name] = np.stack(
@@ -232,6 +231,27 @@ def collect_oof(spec: Spec, run_dir: Path) -> tuple[np.ndarray, dict[str, np.nda
         else:
             probs[task.name] = oof[[f"{task.name}:{k}" for k in range(task.size)]].to_numpy(dtype=np.float64)
     return ids, targets, probs
+
+
+def _read_oof(spec: Spec, path: Path):
+    """One fold's ``oof.csv``, with every probability column present, numeric and in [0, 1]."""
+    fix = f"train that fold again (`mtlkaggle train {spec.name} --fold {path.parent.name[4:]} --overwrite`)"
+    id_column = spec.data.id_column
+    probability = [f"{t.name}:{k}" for t in spec.tasks if t.kind != "regression" for k in range(t.size)]
+    values = [t.name for t in spec.tasks if t.kind == "regression"]
+    frame = read_table(
+        path,
+        fix,
+        [id_column, *probability, *values],
+        "out-of-fold file",
+        dtype={id_column: str},
+        keep_default_na=False,
+    )
+    if probability:
+        numeric_columns(frame, path, probability, fix, 0.0, 1.0)
+    if values:
+        numeric_columns(frame, path, values, fix)
+    return frame
 
 
 def tune_run(spec: Spec, run_dir: Path) -> dict[str, ThresholdResult]:
@@ -254,22 +274,47 @@ def tune_run(spec: Spec, run_dir: Path) -> dict[str, ThresholdResult]:
     return results
 
 
-def load_thresholds(spec: Spec, run_dir: Path) -> dict[str, np.ndarray]:
-    """Thresholds per multi-label task from ``thresholds.json`` (tuning first if it is missing)."""
-    import json
+def read_thresholds_file(spec: Spec, path: Path) -> dict[str, dict]:
+    """The saved ``thresholds.json``, checked entry by entry against the spec's multi-label tasks.
 
-    path = RunLayout(run_dir).thresholds
-    if not path.is_file():
-        if not any(t.kind == "multilabel" for t in spec.tasks):
-            return {}
-        tune_run(spec, run_dir)
-    saved = json.loads(path.read_text(encoding="utf-8"))
+    Returns:
+        The saved entries of the spec's multi-label tasks (``metric``, ``thresholds``, ``scores``).
+
+    Raises:
+        UserError: an unreadable file, a task without thresholds, a wrong count, or a value that is
+            not a number in [0, 1].
+    """
+    fix = f"run `mtlkaggle tune {spec.name} --run {path.parent.name}` to write it again"
+    saved = read_json_object(path, fix, "thresholds file")
     out = {}
     for task in spec.tasks:
-        if task.kind == "multilabel":
-            if task.name not in saved or len(saved[task.name]["thresholds"]) != task.size:
-                raise UserError(
-                    f"{path}: no thresholds for task '{task.name}'; run `mtlkaggle tune {spec.name}`"
-                )
-            out[task.name] = np.array(saved[task.name]["thresholds"])
+        if task.kind != "multilabel":
+            continue
+        entry = saved.get(task.name)
+        values = entry.get("thresholds") if isinstance(entry, dict) else None
+        if not isinstance(values, list) or len(values) != task.size:
+            found = f"{len(values)} values" if isinstance(values, list) else "none"
+            raise UserError(f"{path}: task '{task.name}' needs {task.size} thresholds, found {found}; {fix}")
+        bad = [v for v in values if not _is_fraction(v)]
+        if bad:
+            bad = bad[0]
+            raise UserError(f"{path}: task '{task.name}': threshold {bad!r} is not a number in [0, 1]; {fix}")
+        scores = entry.get("scores", {})
+        if not isinstance(scores, dict) or not all(isinstance(v, int | float) for v in scores.values()):
+            raise UserError(f"{path}: task '{task.name}': 'scores' must map names to numbers; {fix}")
+        out[task.name] = {"metric": str(entry.get("metric", "")), "thresholds": values, "scores": scores}
     return out
+
+
+def _is_fraction(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def load_thresholds(spec: Spec, run_dir: Path) -> dict[str, np.ndarray]:
+    """Thresholds per multi-label task from ``thresholds.json`` (tuning first if it is missing)."""
+    path = RunLayout(run_dir).thresholds
+    if not any(t.kind == "multilabel" for t in spec.tasks):
+        return {}
+    if not path.exists():
+        tune_run(spec, run_dir)
+    return {name: np.array(entry["thresholds"]) for name, entry in read_thresholds_file(spec, path).items()}

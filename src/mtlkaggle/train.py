@@ -12,7 +12,6 @@ trains the same fold, DDP; rank 0 writes); or ``--jobs N`` folds at once, one pr
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 
@@ -158,13 +157,12 @@ def _check_same_recipe(spec: Spec, files: FoldLayout) -> None:
     """Refuse to resume under a different recipe: the result would match neither run."""
     if not files.config.is_file():
         return
-    try:
-        saved = json.loads(files.config.read_text(encoding="utf-8"))["spec"]["train"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(
-            f"{files.config}: not a readable fold config ({type(e).__name__}: {e}); "
-            "start the fold again with --overwrite"
-        ) from None
+    from mtlkaggle.readback import read_json_object
+
+    config = read_json_object(files.config, "start the fold again with --overwrite", "fold config")
+    saved = config.get("spec", {}).get("train") if isinstance(config.get("spec"), dict) else None
+    if not isinstance(saved, dict):
+        raise UserError(f"{files.config}: no spec.train section; start the fold again with --overwrite")
     current = spec.train.model_dump(mode="json")
     changed = sorted(k for k in current if k not in _RESUMABLE_CHANGES and saved.get(k) != current[k])
     if changed:

@@ -8,7 +8,9 @@ pixels, and any problem found in the layout itself.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +19,12 @@ import numpy as np
 import pandas as pd
 
 from mtlkaggle.errors import Problem, UserError
+from mtlkaggle.readback import read_text
 from mtlkaggle.spec import Spec
 
 UTKFACE_NAME = re.compile(r"^(\d{1,3})_([01])_([0-4])_\d+\.jpg(\.chip\.jpg)?$")
 CELEBA_PARTITIONS = {"train": "0", "val": "1", "test": "2", "test_labels": "2"}
+_FIX_DATA = "check that data_dir / --data-dir names the right folder"
 
 
 @dataclass
@@ -58,6 +62,10 @@ def read_raw(spec: Spec, split: str, labelled: bool) -> RawSplit:
         "celeba": _read_celeba,
     }[spec.data.format]
     raw = reader(spec, split, labelled)
+    if raw.frame.empty and not any(p.fatal for p in raw.problems):
+        raw.problems.append(
+            Problem(str(raw.file), None, None, "no data rows (an empty or header-only file); add the rows")
+        )
     if spec.data.holdout is not None and spec.data.format in ("utkface", "pixels_csv"):
         raw = _take(raw, _in_holdout(raw.frame[spec.data.id_column], spec.data.holdout) == (split != "train"))
     return _keep(spec, raw)
@@ -78,31 +86,66 @@ def _read_csv(spec: Spec, split: str, labelled: bool) -> RawSplit:
 
 
 def read_csv_file(spec: Spec, path: Path) -> RawSplit:
-    """A CSV label file with a header (line numbers count the header as line 1)."""
+    """A CSV label file with a header (line numbers count the header as line 1).
+
+    Rows with more or fewer fields than the header are reported with their line (quoted fields
+    may span lines: a row's line is the one it starts on); blank lines are skipped.
+    """
+    text = read_text(path, _FIX_DATA, "label file")
+    if not text.strip():
+        raise UserError(f"{path}: the file is empty; it needs a header line")
+    sep = spec.data.sep
+    if len(sep) != 1:
+        raise UserError(f"{path}: data.sep must be one character, not {sep!r}; fix the competition file")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     try:
-        frame = pd.read_csv(path, sep=spec.data.sep, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: cannot parse as CSV: {e}") from None
-    except pd.errors.EmptyDataError:
-        raise UserError(f"{path}: the file is empty; it needs a header line") from None
-    return RawSplit(frame, path, np.arange(len(frame)) + 2)
+        header = next(reader)
+        rows, lines, problems = [], [], []
+        start = reader.line_num + 1
+        for row in reader:
+            if row:
+                if len(row) == len(header):
+                    rows.append(row)
+                    lines.append(start)
+                else:
+                    problems.append(_short_row(path, start, header, row))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise UserError(f"{path}:{reader.line_num}: cannot parse as CSV ({e}); {_FIX_DATA}") from None
+    if len(set(header)) != len(header):
+        twice = sorted({c for c in header if header.count(c) > 1})
+        raise UserError(f"{path}:1: column(s) {twice} appear twice in the header; rename them")
+    return RawSplit(
+        pd.DataFrame(rows, columns=header, dtype=str), path, np.array(lines, int), problems=problems
+    )
+
+
+def _short_row(path: Path, line: int, header: list[str], row: list[str]) -> Problem:
+    what = "missing" if len(row) < len(header) else "extra"
+    return Problem(
+        str(path),
+        line,
+        None,
+        f"expected {len(header)} fields ({', '.join(header)}), found {len(row)}: {what} value(s); "
+        "quote fields that contain the separator",
+    )
 
 
 def _read_lists(spec: Spec, split: str, labelled: bool) -> RawSplit:
     """AI6126: an image list per split, and a file of integers (one per task) per labelled split."""
     name = "test" if split == "test_labels" else split
     list_path = _existing(spec.data_path / getattr(spec.data, name), "image list")
-    images = [line.strip() for line in list_path.read_text(encoding="utf-8").splitlines()]
+    images = [line.strip() for line in read_text(list_path, _FIX_DATA, "image list").splitlines()]
     keep = [i for i, line in enumerate(images) if line]
     frame = pd.DataFrame({spec.data.image_column: [images[i] for i in keep]})
     frame[spec.data.id_column] = frame[spec.data.image_column]
-    raw = RawSplit(frame, list_path, np.array(keep) + 1)
+    raw = RawSplit(frame, list_path, np.array(keep, dtype=int) + 1)
     if not labelled:
         return raw
     if name not in spec.data.labels:
         raise UserError(f"competition '{spec.name}' has no label file for '{name}' (data.labels.{name})")
     label_path = _existing(spec.data_path / spec.data.labels[name], "label file")
-    rows = [line.split() for line in label_path.read_text(encoding="utf-8").splitlines()]
+    rows = [line.split() for line in read_text(label_path, _FIX_DATA, "label file").splitlines()]
     if len(rows) != len(images):
         raw.problems.append(
             Problem(
@@ -114,18 +157,23 @@ def _read_lists(spec: Spec, split: str, labelled: bool) -> RawSplit:
         )
         return raw
     columns = [t.column for t in spec.tasks]
-    for row_index in keep:
-        if len(rows[row_index]) != len(columns):
-            raw.problems.append(
-                Problem(
-                    str(label_path),
-                    row_index + 1,
-                    None,
-                    f"expected {len(columns)} values, found {len(rows[row_index])}",
-                )
+    short = [i for i in keep if len(rows[i]) != len(columns)]
+    for row_index in short:
+        raw.problems.append(
+            Problem(
+                str(label_path),
+                row_index + 1,
+                None,
+                f"expected {len(columns)} values (one per task: {', '.join(columns)}), "
+                f"found {len(rows[row_index])}",
             )
+        )
+    if short:  # the short rows are reported once, not again as empty labels
+        raw = _take(raw, ~np.isin(np.array(keep, dtype=int), short))
+        keep = [i for i in keep if i not in set(short)]
+        frame = raw.frame
     for j, column in enumerate(columns):
-        frame[column] = [rows[i][j] if j < len(rows[i]) else "" for i in keep]
+        frame[column] = [rows[i][j] for i in keep]
     raw.file = label_path
     return raw
 
@@ -187,7 +235,7 @@ def _read_pixels(spec: Spec, split: str, labelled: bool) -> RawSplit:
 def _read_celeba(spec: Spec, split: str, labelled: bool) -> RawSplit:
     """CelebA: list_attr_celeba.txt (count, 40 names, then name and 40 values of 1/-1) + partition."""
     attr_path = _existing(spec.data_path / spec.data.train, "attribute file")
-    lines = attr_path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(attr_path, _FIX_DATA, "attribute file").splitlines()
     if len(lines) < 2:
         raise UserError(f"{attr_path}: expected a count line and a line of attribute names")
     names = lines[1].split()
@@ -225,7 +273,9 @@ def _celeba_partition(spec: Spec) -> dict[str, str]:
     if not spec.data.partition:
         raise UserError(f"competition '{spec.name}': the celeba format needs data.partition")
     path = _existing(spec.data_path / spec.data.partition, "partition file")
-    pairs = (line.split() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    pairs = (
+        line.split() for line in read_text(path, _FIX_DATA, "partition file").splitlines() if line.strip()
+    )
     return {p[0]: p[1] for p in pairs if len(p) == 2}
 
 

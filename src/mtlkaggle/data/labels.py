@@ -34,6 +34,7 @@ class LabelTable:
     paths: list[Path]
     targets: dict[str, np.ndarray] = field(default_factory=dict)
     images: np.ndarray | None = None  # images held in memory (pixel-string formats)
+    lines: np.ndarray | None = None  # each row's line in ``file`` (-1 where rows are not lines)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -52,7 +53,14 @@ class LabelTable:
             [self.paths[i] for i in index],
             {k: v[index] for k, v in self.targets.items()},
             self.images[index] if self.images is not None else None,
+            self.lines[index] if self.lines is not None else None,
         )
+
+    def line(self, row: int) -> int | None:
+        """The line of ``file`` that row ``row`` came from (None where rows are not lines)."""
+        if self.lines is None or self.lines[row] < 1:
+            return None
+        return int(self.lines[row])
 
 
 def read_split(spec: Spec, split: str, labelled: bool | None = None) -> LabelTable:
@@ -85,7 +93,7 @@ def parse_label_file(
 ) -> tuple[LabelTable, list[Problem]]:
     """Parse a CSV laid out like the spec's label columns (e.g. held-out test labels)."""
     if not path.is_file():
-        raise UserError(f"{path}: label file not found")
+        raise UserError(f"{path}: label file not found; pass --labels with a CSV of the true labels")
     return _parse_raw(spec, read_csv_file(spec, path), labelled, split)
 
 
@@ -112,7 +120,7 @@ def _parse_raw(spec: Spec, raw, labelled: bool, split: str) -> tuple[LabelTable,
     if labelled:
         for task in spec.tasks:
             targets[task.name] = _decode_task(task, frame, name, problems, lines)
-    return LabelTable(split, path, ids, paths, targets, raw.images), problems
+    return LabelTable(split, path, ids, paths, targets, raw.images, np.asarray(lines)), problems
 
 
 def _check_ids(ids: np.ndarray, column: str, file: str, problems: list[Problem], lines: np.ndarray) -> None:

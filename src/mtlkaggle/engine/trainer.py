@@ -28,7 +28,7 @@ from mtlkaggle.engine.checkpoint import load_checkpoint, save_checkpoint
 from mtlkaggle.engine.optim import LRSchedule, param_groups
 from mtlkaggle.engine.runtime import Runtime, autocast_for, epoch_seed, rng_state, set_rng_state
 from mtlkaggle.errors import UserError
-from mtlkaggle.io import write_csv_atomic
+from mtlkaggle.io import write_csv_atomic, write_text_atomic
 from mtlkaggle.losses import MultiTaskLoss
 from mtlkaggle.metrics import monitor_score, score_all
 from mtlkaggle.model import MultiTaskNet, build_model
@@ -210,6 +210,7 @@ class Trainer:
             self.state.stopped = self._stop_reason()
             self.save_last()
             self.write_metrics()
+            self.write_skipped()
             self._print(_epoch_line(self.fold, row, improved, frozen_now, self.skipped), progress)
             if self.options.on_epoch_end:
                 self.options.on_epoch_end(self, row)
@@ -519,6 +520,15 @@ class Trainer:
         """``metrics.csv``: one row per epoch so far (rank 0)."""
         if self.runtime.is_main and self.state.history:
             write_csv_atomic(self.files.metrics, pd.DataFrame(self.state.history))
+
+    def write_skipped(self) -> None:
+        """``skipped.txt``: every image skipped so far, each once (rank 0; the report lists them)."""
+        parts = dist.gather_objects(self.skipped, self.runtime)
+        skipped = [m.encode("utf-8", "backslashreplace").decode() for part in parts for m in part]
+        if self.runtime.is_main and skipped:
+            path = self.files.skipped
+            old = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
+            write_text_atomic(path, "".join(f"{m}\n" for m in dict.fromkeys(old + skipped)))
 
     def _epoch_row(self, train_stats: dict, val: Validation, train_seconds: float, seconds: float) -> dict:
         weights = self.criterion.weighting.weights().tolist()
