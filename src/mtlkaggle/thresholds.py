@@ -255,12 +255,18 @@ def tune_run(spec: Spec, run_dir: Path) -> dict[str, ThresholdResult]:
 
 
 def load_thresholds(spec: Spec, run_dir: Path) -> dict[str, np.ndarray]:
-    """Thresholds per multi-label task from ``thresholds.json`` (tuning first if it is missing)."""
+    """Thresholds per multi-label task from ``thresholds.json`` (tuning first if it is missing).
+
+    A run that holds only a full-data fit has no out-of-fold predictions to tune on: its
+    multi-label tasks use 0.5 (an empty dict).
+    """
     import json
 
     path = RunLayout(run_dir).thresholds
     if not path.is_file():
         if not any(t.kind == "multilabel" for t in spec.tasks):
+            return {}
+        if {f.name for f in RunLayout(run_dir).trained_folds()} == {"full"}:
             return {}
         tune_run(spec, run_dir)
     saved = json.loads(path.read_text(encoding="utf-8"))
