@@ -1,0 +1,88 @@
+"""Packaged specs: the competition files ship inside the wheel; `demo` and `init` work anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from mtlkaggle.cli import app
+from mtlkaggle.spec import load_spec, packaged_specs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_packaged_specs_are_the_repository_competition_files():
+    repo = {p.name: p.read_text(encoding="utf-8") for p in (REPO / "competition").glob("*.toml")}
+    packaged = {p.name: p.read_text(encoding="utf-8") for p in packaged_specs()}
+    fix = "copy them: cp competition/*.toml src/mtlkaggle/competitions/"
+    assert packaged.keys() == repo.keys(), fix
+    for name, text in repo.items():
+        assert packaged[name] == text, f"src/mtlkaggle/competitions/{name} differs from competition/; {fix}"
+
+
+def test_demo_works_in_an_empty_directory(tmp_path, monkeypatch, runner):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["demo", "--n-train", "12", "--n-test", "3", "--image-size", "24"])
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "data/demo/train.csv").read_text().splitlines()) == 13
+    assert not (tmp_path / "competition").exists()
+    assert load_spec("demo").name == "demo"  # the packaged copy, found without competition/
+
+
+def test_a_local_competition_file_wins_over_the_packaged_one(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = (REPO / "competition/demo.toml").read_text().replace('data_dir = "data/demo"', 'data_dir = "mine"')
+    (tmp_path / "competition").mkdir()
+    (tmp_path / "competition/demo.toml").write_text(text)
+    assert load_spec("demo").data_dir == "mine"
+
+
+def test_init_copies_a_template_for_editing(tmp_path, monkeypatch, runner):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["init", "deepfashion", "my-shop"])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / "competition/my-shop.toml"
+    spec = load_spec("my-shop")
+    assert spec.name == "my-shop" and [t.name for t in spec.tasks] == ["category", "attribute"]
+    assert written.read_text().count('name = "my-shop"') == 1  # task names untouched
+    result = runner.invoke(app, ["init", "deepfashion", "my-shop"])
+    assert result.exit_code == 2 and "already exists" in result.output and "--force" in result.output
+    result = runner.invoke(app, ["init", "nope"])
+    assert result.exit_code == 2 and "unknown template 'nope'; packaged: celeba, deepfashion" in result.output
+    result = runner.invoke(app, ["init", "--list"])
+    assert result.exit_code == 0 and "utkface" in result.output.split()
+
+
+@pytest.mark.slow
+def test_the_wheel_alone_runs_demo_in_an_empty_directory(exported_demo, tmp_path):
+    """Unpack the exported wheel (a pure-Python install) and run it with no source tree on the path."""
+    meta = json.loads((exported_demo.bundle / "bundle.json").read_text())
+    site = tmp_path / "site"
+    zipfile.ZipFile(exported_demo.bundle / meta["wheel"]).extractall(site)
+    cwd = tmp_path / "empty"
+    cwd.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    command = [
+        sys.executable,
+        "-m",
+        "mtlkaggle",
+        "demo",
+        "--n-train",
+        "10",
+        "--n-test",
+        "2",
+        "--image-size",
+        "24",
+    ]
+    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (cwd / "data/demo/test.csv").is_file()
+    probe = [sys.executable, "-c", "import mtlkaggle; print(mtlkaggle.__file__)"]
+    where = subprocess.run(probe, cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(site))  # the unpacked wheel ran, not the checkout
