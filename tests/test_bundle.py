@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from mtlkaggle.cli import app
 
@@ -156,3 +157,33 @@ def test_full_fold_alone_predicts(exported_demo, elsewhere, runner):
     )
     assert result.exit_code == 0, result.output
     assert "1 fold(s) (full)" in result.output and len(pd.read_csv("predictions.csv")) == 24
+
+
+CUDA = pytest.param(
+    "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+)
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_bundle_equals_the_run_on_the_same_device(exported_demo, tmp_path, device):
+    from mtlkaggle.bundle import BundlePredictOptions, predict_images
+    from mtlkaggle.predict import PredictOptions, predict_ensemble
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(exported_demo.root)
+        run = predict_ensemble(
+            exported_demo.spec,
+            PredictOptions(exported_demo.run_dir, tmp_path, tta=True, device=device, num_workers=0),
+        )
+    # the test file's order, as a CSV of paths: the same batches as the run, so the same arithmetic
+    listing = tmp_path / "list.csv"
+    paths = [str(exported_demo.root / "data/demo" / i) for i in run.ids]
+    pd.DataFrame({"path": paths}).to_csv(listing, index=False)
+    predict_images(
+        exported_demo.bundle, listing, tmp_path / "p.csv", BundlePredictOptions(tta=True, device=device)
+    )
+    got = pd.read_csv(tmp_path / "p.csv")
+    assert list(got["path"]) == paths
+    for task in exported_demo.spec.tasks:
+        columns = [f"{task.name}:{label}" for label in task.label_names]
+        np.testing.assert_allclose(got[columns].to_numpy(float), run.probs[task.name], atol=1e-5)
