@@ -56,3 +56,12 @@ def test_cli_full_fit_then_predict_with_it_alone(tiny_spec, workspace, runner):
     assert len((workspace / "submissions/demo/category.csv").read_text().splitlines()) == 25
     config = json.loads((workspace / "submissions/demo/config.json").read_text())
     assert config["folds"] == ["full"] and config["thresholds"] == {}  # no OOF to tune on: 0.5
+
+
+@pytest.mark.slow
+def test_report_leaves_the_full_fit_out_of_the_scores(exported_demo, tmp_path, monkeypatch):
+    from mtlkaggle.report import make_report
+
+    monkeypatch.chdir(exported_demo.root)
+    written = make_report(exported_demo.spec, exported_demo.run_dir, tmp_path / "report")
+    assert list(written.scores["fold"]) == ["0", "1", "mean"]

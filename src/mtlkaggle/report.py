@@ -53,6 +53,8 @@ def fold_scores(spec: Spec, run_dir: Path) -> pd.DataFrame:
     """Every metric at each fold's best epoch (from its metrics.csv), plus the mean row."""
     rows = []
     for fold in RunLayout(run_dir).trained_folds():
+        if fold.name == "full":  # a full-data fit has no validation scores
+            continue
         folder = fold.dir
         metrics = pd.read_csv(fold.metrics)
         best = metrics.loc[metrics["score"].idxmax()]
@@ -225,7 +227,7 @@ def make_report(spec: Spec, run_dir: Path, out: Path) -> Report:
     out.mkdir(parents=True, exist_ok=True)
     report.figures.append(plot_distributions(spec, out))
     report.figures += [
-        plot_curves(spec, folder, out) for folder in (f.dir for f in RunLayout(run_dir).trained_folds())
+        plot_curves(spec, f.dir, out) for f in RunLayout(run_dir).trained_folds() if f.name != "full"
     ]
     _, targets, probs = collect_oof(spec, run_dir)
     thresholds_path = RunLayout(run_dir).thresholds
