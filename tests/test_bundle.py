@@ -127,6 +127,8 @@ def test_bad_bundles_and_inputs_are_one_line(exported_demo, elsewhere, tmp_path,
         app, ["predict", "--bundle", str(exported_demo.bundle), "--folds", "9", "--input", "x"]
     )
     assert result.exit_code == 2 and "not in the bundle" in result.output
+    result = runner.invoke(app, ["predict", "demo", "--bundle", str(exported_demo.bundle), "--input", "x"])
+    assert result.exit_code == 2 and "takes no COMP ('demo')" in result.output
     result = runner.invoke(app, ["predict"])
     assert result.exit_code == 2 and "name a competition (COMP), or pass --bundle DIR" in result.output
     assert "Traceback" not in result.output

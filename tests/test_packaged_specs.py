@@ -86,3 +86,23 @@ def test_the_wheel_alone_runs_demo_in_an_empty_directory(exported_demo, tmp_path
     probe = [sys.executable, "-c", "import mtlkaggle; print(mtlkaggle.__file__)"]
     where = subprocess.run(probe, cwd=cwd, env=env, capture_output=True, text=True, check=True).stdout
     assert where.startswith(str(site))  # the unpacked wheel ran, not the checkout
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_without_source_tree_repacks_itself(exported_demo, tmp_path):
+    """Export from a `pip install`ed mtlkaggle: the installed files become the bundle's wheel."""
+    meta = json.loads((exported_demo.bundle / "bundle.json").read_text())
+    original = zipfile.ZipFile(exported_demo.bundle / meta["wheel"])
+    site = tmp_path / "site"
+    original.extractall(site)
+    code = (
+        "from pathlib import Path; from mtlkaggle.export import build_wheel; print(build_wheel(Path('out')))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    repacked = zipfile.ZipFile(tmp_path / done.stdout.strip())  # printed relative to tmp_path
+    assert sorted(repacked.namelist()) == sorted(original.namelist())
+    for name in original.namelist():
+        if not name.endswith("/RECORD"):
+            assert repacked.read(name) == original.read(name), name

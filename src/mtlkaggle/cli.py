@@ -433,6 +433,9 @@ def predict(
     if bundle is not None:
         from mtlkaggle.bundle import BundlePredictOptions
 
+        if comp is not None:
+            raise UserError(f"predict --bundle takes no COMP ('{comp}'): the bundle holds its own spec")
+
         options = BundlePredictOptions(
             tta=tta,
             views=views.split(",") if views else None,

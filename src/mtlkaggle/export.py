@@ -271,17 +271,16 @@ def _source_root() -> Path | None:
 def build_wheel(dest: Path) -> Path:
     """Build the mtlkaggle wheel offline (no build isolation, no index) into ``dest``.
 
-    The source tree is copied to a temporary folder first, so the build leaves nothing behind in it.
+    The source tree is copied to a temporary folder first, so the build leaves nothing behind in
+    it. Without a source tree (mtlkaggle installed from a wheel), the installed files are packed
+    back into one (:func:`repack_installed`).
 
     Raises:
-        UserError: no source tree (mtlkaggle installed from a wheel), or the build failed.
+        UserError: the build failed.
     """
     root = _source_root()
     if root is None:
-        raise UserError(
-            "cannot build the mtlkaggle wheel: no source tree (pyproject.toml) next to the installed "
-            "package; export from a checkout, or pass --no-wheel"
-        )
+        return repack_installed(dest)
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "src-tree"
         ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
@@ -312,3 +311,48 @@ def build_wheel(dest: Path) -> Path:
         for old in dest.glob("mtlkaggle-*.whl"):
             old.unlink()
         return Path(shutil.copy2(wheels[0], dest / wheels[0].name))
+
+
+_NOT_REPACKED = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+
+
+def repack_installed(dest: Path) -> Path:
+    """The installed mtlkaggle distribution (package files and metadata) as a wheel in ``dest``.
+
+    Files outside site-packages (console scripts) and the installer's own notes are left out;
+    ``RECORD`` is written anew with each file's hash, as the wheel format asks.
+
+    Raises:
+        UserError: mtlkaggle is not installed as a distribution with a file list.
+    """
+    import base64
+    import hashlib
+    import zipfile
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("mtlkaggle")
+    except metadata.PackageNotFoundError:
+        dist = None
+    files = [f for f in (dist.files or []) if ".." not in f.parts] if dist else []
+    if not any(f.as_posix() == "mtlkaggle/__init__.py" for f in files):
+        raise UserError(
+            "cannot build the mtlkaggle wheel: no source tree and no installed file list; use --no-wheel"
+        )
+    info = f"mtlkaggle-{dist.version}.dist-info"
+    keep = [
+        f
+        for f in files
+        if f.suffix != ".pyc" and not (f.parts[0].endswith(".dist-info") and f.name in _NOT_REPACKED)
+    ]
+    target = dest / f"mtlkaggle-{dist.version}-py3-none-any.whl"
+    dest.mkdir(parents=True, exist_ok=True)
+    record = []
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as wheel:
+        for f in keep:
+            data = Path(dist.locate_file(f)).read_bytes()
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            wheel.writestr(f.as_posix(), data)
+            record.append(f"{f.as_posix()},sha256={digest},{len(data)}")
+        wheel.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+    return target
