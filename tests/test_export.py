@@ -54,7 +54,7 @@ def test_wheel_installs_the_package_with_its_packaged_specs(exported_demo):
     assert wheel.name.startswith("mtlkaggle-") and wheel.suffix == ".whl"
     names = zipfile.ZipFile(wheel).namelist()
     assert "mtlkaggle/bundle.py" in names and "mtlkaggle/cli.py" in names
-    assert "mtlkaggle/competitions/demo.toml" in names
+    assert "mtlkaggle/competitions/demo.toml" in names  # setup.py packs competition/*.toml
     assert any(n.endswith("entry_points.txt") for n in names)
 
 

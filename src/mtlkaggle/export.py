@@ -285,7 +285,8 @@ def build_wheel(dest: Path) -> Path:
         copy = Path(tmp) / "src-tree"
         ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "build")
         shutil.copytree(root / "src", copy / "src", ignore=ignore)
-        for name in ("pyproject.toml", "README.md", "LICENSE", "setup.py"):
+        shutil.copytree(root / "competition", copy / "competition", ignore=ignore)  # setup.py packs them
+        for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE"):
             if (root / name).is_file():
                 shutil.copy2(root / name, copy / name)
         built = Path(tmp) / "dist"

@@ -321,12 +321,20 @@ def resolve_spec_path(comp: str, root: Path | None = None) -> Path:
     raise UserError(f"unknown competition '{comp}' ({hint}); pass a name or a path to a .toml")
 
 
-PACKAGED_SPECS = Path(__file__).resolve().parent / "competitions"
+PACKAGED_SPECS = Path(__file__).resolve().parent / "competitions"  # filled by setup.py's build_py
 
 
 def packaged_specs() -> list[Path]:
-    """The competition files shipped inside the package (copies of the repository's competition/)."""
-    return sorted(PACKAGED_SPECS.glob("*.toml"))
+    """The competition files shipped with mtlkaggle.
+
+    In a wheel they are ``mtlkaggle/competitions/*.toml`` (copied at build time); in a checkout or
+    an editable install, the repository's ``competition/`` folder itself.
+    """
+    if PACKAGED_SPECS.is_dir():
+        return sorted(PACKAGED_SPECS.glob("*.toml"))
+    checkout = PACKAGED_SPECS.parents[2] / "competition"
+    has_project = (PACKAGED_SPECS.parents[2] / "pyproject.toml").is_file()
+    return sorted(checkout.glob("*.toml")) if has_project else []
 
 
 def copy_template(
