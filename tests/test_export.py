@@ -87,6 +87,9 @@ def test_cli_export_chosen_folds_without_wheel(exported_demo, tmp_path, monkeypa
     meta = json.loads((out / "bundle.json").read_text())
     assert [f["name"] for f in meta["folds"]] == ["full"] and meta["wheel"] is None
     assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "foldfull.safetensors"]
+    result = runner.invoke(app, ["export", "demo", "--folds", "0", "--no-wheel", "--out", str(out)])
+    assert result.exit_code == 0, result.output  # a new export replaces the old bundle's folds
+    assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "fold0.safetensors"]
 
 
 def test_export_errors_are_one_line(exported_demo, tmp_path, monkeypatch, runner):

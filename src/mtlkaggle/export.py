@@ -68,8 +68,9 @@ def export_bundle(spec: Spec, options: ExportOptions) -> ExportResult:
     folds = _chosen_folds(options.run_dir, options.folds)
     loaded = [load_fold_model(fold, "cpu") for fold in folds]
     trained = _same_architecture(folds, [s for _, s in loaded])
+    thresholds = _thresholds(spec, options.run_dir)
     out = options.out_dir
-    out.mkdir(parents=True, exist_ok=True)
+    _clear_previous_bundle(out)
     result = ExportResult(out, [f.name for f in folds])
     entries = []
     for fold, (model, _) in zip(folds, loaded, strict=True):
@@ -93,10 +94,20 @@ def export_bundle(spec: Spec, options: ExportOptions) -> ExportResult:
             "submissions": spec.submissions,
         }
     )
-    meta = _bundle_meta(bundled, entries, _thresholds(spec, options.run_dir), result)
+    meta = _bundle_meta(bundled, entries, thresholds, result)
     write_json_atomic(out / BUNDLE_JSON, meta)
     result.files.insert(0, out / BUNDLE_JSON)
     return result
+
+
+def _clear_previous_bundle(out: Path) -> None:
+    """Remove an earlier bundle's files from ``out``, so no stale fold travels with the new one."""
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / BUNDLE_JSON).is_file():
+        return
+    for pattern in (BUNDLE_JSON, "fold*.safetensors", "fold*.onnx", "mtlkaggle-*.whl"):
+        for path in out.glob(pattern):
+            path.unlink()
 
 
 def _chosen_folds(run_dir: Path, folds: list[str] | None) -> list[FoldLayout]:
