@@ -22,6 +22,17 @@ def test_full_fold_trains_on_every_labelled_row(tiny_spec):
         fold_names(tiny_spec, "fulll")
 
 
+def test_full_fold_adds_the_val_file_rows(tiny_spec):
+    from mtlkaggle.spec import Spec
+
+    raw = tiny_spec.model_dump()
+    raw["data"]["val"] = "test_labels.csv"  # 24 labelled rows as a fixed val file
+    train, val = split_fold(Spec.model_validate(raw), "full")
+    assert len(train) == 90 + 24 and len(val) == 0
+    assert len(set(train.ids)) == 114 and train.targets["attribute"].shape == (114, 15)
+    assert train.paths[-1].name == "test_00023.jpg"
+
+
 def test_without_trained_folds_the_spec_epochs_are_used(tiny_spec, workspace):
     epochs, how = full_fit_epochs(tiny_spec, workspace / "runs/demo/none")
     assert epochs == tiny_spec.train.epochs and "the spec's epochs" in how
