@@ -189,3 +189,48 @@ def test_bundle_equals_the_run_on_the_same_device(exported_demo, tmp_path, devic
     for task in exported_demo.spec.tasks:
         columns = [f"{task.name}:{label}" for label in task.label_names]
         np.testing.assert_allclose(got[columns].to_numpy(float), run.probs[task.name], atol=1e-5)
+
+
+def test_regression_tasks_come_out_in_original_units(tmp_path, monkeypatch):
+    """A bundle with a regression head (utkface's tasks): ages in years, no probability columns."""
+    import json
+
+    from PIL import Image
+
+    from mtlkaggle.bundle import BundlePredictOptions, predict_images
+    from mtlkaggle.data.loading import build_transforms
+    from mtlkaggle.export import ExportResult, _bundle_meta, _save_safetensors
+    from mtlkaggle.model import MultiTaskNet
+    from mtlkaggle.spec import load_spec, with_train_overrides
+
+    spec = with_train_overrides(
+        load_spec("utkface"), backbone="test_efficientnet", pretrained=False, img_size=32
+    )
+    torch.manual_seed(0)
+    model = MultiTaskNet(spec, spec.train).eval()
+    model.set_target_stats({"age": np.array([20.0, 40.0, 60.0])})  # mean 40, std 16.3
+    bundle = tmp_path / "bundle"
+    _save_safetensors(model, bundle / "fold0.safetensors", "0")
+    entries = [{"name": "0", "weights": "fold0.safetensors", "epoch": 1, "scores": {}}]
+    meta = _bundle_meta(spec, entries, {}, ExportResult(bundle, ["0"]))
+    (bundle / "bundle.json").write_text(json.dumps(meta))
+    assert "original units of column 'age'" in meta["tasks"][0]["units"]
+    images = tmp_path / "faces"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(images / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    predict_images(bundle, images, tmp_path / "p.csv", BundlePredictOptions(device="cpu"))
+    got = pd.read_csv(tmp_path / "p.csv", keep_default_na=False)
+    assert "age" in got.columns and not any(c.startswith("age:") for c in got.columns)
+    assert set(got["gender"]) <= {"male", "female"} and "ethnicity:indian" in got.columns
+    transform = build_transforms(spec, 32, train=False)  # what predict does to every image
+    arrays = [transform(image=np.asarray(Image.open(images / f"{i}.png")))["image"] for i in range(3)]
+    x = torch.from_numpy(np.stack(arrays).transpose(0, 3, 1, 2).copy())
+    with torch.no_grad():
+        raw = model(x.contiguous(memory_format=torch.channels_last))["age"]
+    np.testing.assert_allclose(
+        got["age"], (raw * model.target_std[0] + model.target_mean[0]).numpy(), atol=1e-4
+    )
+    assert abs(got["age"].mean() - 40) < 30  # years, not standardized values
