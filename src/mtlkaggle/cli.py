@@ -435,7 +435,6 @@ def predict(
 
         if comp is not None:
             raise UserError(f"predict --bundle takes no COMP ('{comp}'): the bundle holds its own spec")
-
         options = BundlePredictOptions(
             tta=tta,
             views=views.split(",") if views else None,
@@ -491,7 +490,7 @@ def _predict_bundle(bundle, options, inputs, out, path_column, competition_files
     for path in done.written:
         table.add_row(escape(str(path)), str(done.rows), str(len(done.bad)))
     console.print(table)
-    for message in done.bad:
+    for message in done.bad[:20]:  # the CSV's error column has them all
         err_console.print(f"[yellow]unreadable:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if done.bad:
         err_console.print(
