@@ -111,3 +111,24 @@ def test_an_installed_wheel_without_source_tree_repacks_itself(exported_demo, tm
     for name in original.namelist():
         if not name.endswith("/RECORD"):
             assert repacked.read(name) == original.read(name), name
+
+
+@pytest.mark.slow
+def test_without_setuptools_the_checkout_is_packed_directly(exported_demo, tmp_path):
+    """pack_checkout (pip's build needs setuptools) ships the same files, and its wheel runs."""
+    from mtlkaggle.export import pack_checkout
+
+    meta = json.loads((exported_demo.bundle / "bundle.json").read_text())
+    built = zipfile.ZipFile(exported_demo.bundle / meta["wheel"])
+    packed = zipfile.ZipFile(pack_checkout(REPO, tmp_path / "wheel"))
+    assert {n for n in packed.namelist() if n.startswith("mtlkaggle/")} == {
+        n for n in built.namelist() if n.startswith("mtlkaggle/")
+    }
+    info = next(n for n in packed.namelist() if n.endswith(".dist-info/entry_points.txt"))
+    assert "mtlkaggle = mtlkaggle.cli:app" in packed.read(info).decode()
+    site = tmp_path / "site"
+    packed.extractall(site)
+    code = "from mtlkaggle.spec import packaged_specs; print(len(packaged_specs()))"
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0 and int(done.stdout) == len(list((REPO / "competition").glob("*.toml")))

@@ -286,8 +286,8 @@ def build_wheel(dest: Path) -> Path:
     it. Without a source tree (mtlkaggle installed from a wheel), the installed files are packed
     back into one (:func:`repack_installed`).
 
-    Raises:
-        UserError: the build failed.
+    When pip cannot build (no setuptools in this environment), :func:`pack_checkout` writes the
+    same files as a wheel directly.
     """
     root = _source_root()
     if root is None:
@@ -316,13 +316,62 @@ def build_wheel(dest: Path) -> Path:
         ]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         wheels = sorted(built.glob("mtlkaggle-*.whl"))
-        if done.returncode != 0 or not wheels:
-            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no wheel written"]
-            raise UserError(f"building the mtlkaggle wheel failed ({last[0]}); pass --no-wheel to skip it")
+        if done.returncode != 0 or not wheels:  # e.g. no setuptools here (Python >= 3.12 venvs)
+            return pack_checkout(root, dest)
         dest.mkdir(parents=True, exist_ok=True)
         for old in dest.glob("mtlkaggle-*.whl"):
             old.unlink()
         return Path(shutil.copy2(wheels[0], dest / wheels[0].name))
+
+
+def pack_checkout(root: Path, dest: Path) -> Path:
+    """The checkout's package as a pure-Python wheel, written directly (no build backend needed).
+
+    The same files as a setuptools build: ``src/mtlkaggle/**`` and ``competition/*.toml`` (as
+    ``mtlkaggle/competitions/``), with metadata and the console script from pyproject.toml.
+    """
+    import tomllib
+
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    name, version = project["name"], project["version"]
+    members = {
+        f"mtlkaggle/{p.relative_to(root / 'src' / 'mtlkaggle').as_posix()}": p.read_bytes()
+        for p in sorted((root / "src" / "mtlkaggle").rglob("*"))
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    }
+    for toml in sorted((root / "competition").glob("*.toml")):
+        members[f"mtlkaggle/competitions/{toml.name}"] = toml.read_bytes()
+    info = f"{name}-{version}.dist-info"
+    requires = "".join(f"Requires-Dist: {d}\n" for d in project.get("dependencies", []))
+    members[f"{info}/METADATA"] = (
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        f"Summary: {project.get('description', '')}\n"
+        f"Requires-Python: {project.get('requires-python', '>=3.10')}\n{requires}"
+    ).encode()
+    members[f"{info}/WHEEL"] = (
+        b"Wheel-Version: 1.0\nGenerator: mtlkaggle\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    )
+    scripts = "".join(f"{k} = {v}\n" for k, v in project.get("scripts", {}).items())
+    members[f"{info}/entry_points.txt"] = f"[console_scripts]\n{scripts}".encode()
+    members[f"{info}/top_level.txt"] = b"mtlkaggle\n"
+    return _write_wheel(dest / f"{name}-{version}-py3-none-any.whl", info, members)
+
+
+def _write_wheel(target: Path, info: str, members: dict[str, bytes]) -> Path:
+    """A wheel at ``target`` holding ``members``, with the RECORD (sha256 of each file) it needs."""
+    import base64
+    import hashlib
+    import zipfile
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    record = []
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as wheel:
+        for arcname, data in members.items():
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            wheel.writestr(arcname, data)
+            record.append(f"{arcname},sha256={digest},{len(data)}")
+        wheel.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+    return target
 
 
 _NOT_REPACKED = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
@@ -337,9 +386,6 @@ def repack_installed(dest: Path) -> Path:
     Raises:
         UserError: mtlkaggle is not installed as a distribution with a file list.
     """
-    import base64
-    import hashlib
-    import zipfile
     from importlib import metadata
 
     try:
@@ -357,14 +403,5 @@ def repack_installed(dest: Path) -> Path:
         for f in files
         if f.suffix != ".pyc" and not (f.parts[0].endswith(".dist-info") and f.name in _NOT_REPACKED)
     ]
-    target = dest / f"mtlkaggle-{dist.version}-py3-none-any.whl"
-    dest.mkdir(parents=True, exist_ok=True)
-    record = []
-    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as wheel:
-        for f in keep:
-            data = Path(dist.locate_file(f)).read_bytes()
-            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-            wheel.writestr(f.as_posix(), data)
-            record.append(f"{f.as_posix()},sha256={digest},{len(data)}")
-        wheel.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
-    return target
+    members = {f.as_posix(): Path(dist.locate_file(f)).read_bytes() for f in keep}
+    return _write_wheel(dest / f"mtlkaggle-{dist.version}-py3-none-any.whl", info, members)
