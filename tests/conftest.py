@@ -68,3 +68,42 @@ def tiny_spec(workspace):
     table = read_split(spec, "train")
     write_folds(make_folds(spec, table, FoldConfig(3, seed=0)), folds_path(spec))
     return spec
+
+
+@pytest.fixture(scope="session")
+def exported_demo(_tiny_demo_template, tmp_path_factory):
+    """Once per session: the tiny demo trained (folds 0 and 1 of 3, then a full-data fit), its
+    run-based TTA prediction, and its bundle (with ONNX). Tests must not modify these files."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from mtlkaggle.data import read_split
+    from mtlkaggle.export import ExportOptions, export_bundle
+    from mtlkaggle.folds import FoldConfig, folds_path, make_folds, write_folds
+    from mtlkaggle.predict import PredictOptions, run_predict
+    from mtlkaggle.spec import with_train_overrides
+    from mtlkaggle.train import TrainOptions, run_training
+
+    root = tmp_path_factory.mktemp("exported") / "ws"
+    shutil.copytree(_tiny_demo_template, root)
+    with contextlib.chdir(root):
+        spec = with_train_overrides(load_spec("demo"), **TINY_TRAIN)
+        write_folds(make_folds(spec, read_split(spec, "train"), FoldConfig(3, seed=0)), folds_path(spec))
+        run_dir = root / "runs/demo/main"
+        options = TrainOptions(run_dir, device="cpu")
+        for fold in ("0", "1", "full"):
+            outcome = run_training(spec, fold, options)
+        reference = run_predict(
+            spec, PredictOptions(run_dir, root / "sub", tta=True, device="cpu", num_workers=0)
+        )
+        bundle = root / "bundle"
+        export = export_bundle(spec, ExportOptions(run_dir, bundle, onnx=True))
+    return SimpleNamespace(
+        root=root,
+        spec=spec,
+        run_dir=run_dir,
+        reference=reference[0],
+        bundle=bundle,
+        export=export,
+        full_note=outcome.note,
+    )

@@ -87,7 +87,7 @@ def test_train_command_writes_run_and_refuses_to_clobber(runner, tiny_spec, work
 
 def test_train_rejects_bad_options(runner, tiny_spec):
     result = runner.invoke(app, ["train", "demo", "--fold", "7"])
-    assert result.exit_code == 2 and "--fold 7: expected 'all', 'val' or 0..2" in result.output
+    assert result.exit_code == 2 and "--fold 7: expected 'all', 'val', 'full' or 0..2" in result.output
     result = runner.invoke(app, ["train", "demo", "--epochs", "0"])
     assert result.exit_code == 2 and "--epochs" in result.output
     result = runner.invoke(app, ["train", "demo", "--fold", "val"])

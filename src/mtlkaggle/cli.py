@@ -261,7 +261,11 @@ def _counts_table(counts, title: str) -> Table:
 def train(
     comp: Comp,
     fold: Annotated[
-        str, typer.Option(help="Fold number, 'all', or 'val' (the spec's fixed train/val split).")
+        str,
+        typer.Option(
+            help="Fold number, 'all', 'val' (the spec's fixed train/val split), or 'full' (every labelled "
+            "row, no holdout, for the mean best epoch of the run's trained folds)."
+        ),
     ] = "all",
     run: Annotated[
         str,
@@ -376,9 +380,11 @@ def train(
         overwrite=overwrite,
         skip_bad_images=skip_bad_images,
     )
-    outcome = run_training(spec, fold, options, jobs)
+    outcome = run_training(spec, fold, options, jobs, epochs_given=epochs is not None)
     if not outcome.is_main:
         return
+    if outcome.note:
+        console.print(escape(outcome.note))
     title = f"{escape(spec.name)}: run '{escape(run)}', best epoch of each fold"
     console.print(_scores_table(outcome.summary, title))
     if outcome.thresholds is not None:
@@ -433,7 +439,10 @@ def _thresholds_table(results, run_dir: Path) -> Table:
 @app.command()
 @_user_errors
 def predict(
-    comp: Comp,
+    comp: Annotated[
+        str | None,
+        typer.Argument(help="Competition name or .toml (not needed with --bundle)."),
+    ] = None,
     run: Annotated[str, typer.Option(help="Run whose fold checkpoints to ensemble.")] = "main",
     folds: Annotated[
         str | None, typer.Option(help="Comma-separated folds (default: every trained fold).")
@@ -451,12 +460,36 @@ def predict(
     device: Annotated[str | None, typer.Option(help="cuda, cpu (default: cuda when available).")] = None,
     num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.", min=0)] = 2,
     data_dir: DataDir = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="An exported bundle folder: predict without competition/ or runs/.")
+    ] = None,
+    input: Annotated[
+        Path | None,
+        typer.Option("--input", help="With --bundle: a folder of images (recursive), one image, or a CSV."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="With --bundle --input: the CSV to write.")] = Path(
+        "predictions.csv"
+    ),
+    path_column: Annotated[
+        str | None, typer.Option(help="With --input FILE.csv: the column of image paths.")
+    ] = None,
+    competition_files: Annotated[
+        bool,
+        typer.Option(
+            help="With --bundle: write the spec's submission files for the test set found under "
+            "--data-dir (a Kaggle code competition's notebook)."
+        ),
+    ] = False,
 ) -> None:
     """Predict the test set with the fold ensemble (x TTA) and write the submission files.
 
     Multiclass tasks take the argmax of the averaged probabilities; multi-label tasks use the
     thresholds tuned on out-of-fold predictions (tuned now if missing). Every file is validated
     against the test file before it is written, atomically, with probabilities.csv and config.json.
+
+    With --bundle DIR (from `mtlkaggle export`): --input PATH writes one CSV row per image
+    (class names, indices, task:class probabilities; unreadable images listed), or
+    --competition-files writes the submission files, from any folder, offline.
     """
     from mtlkaggle.engine.runtime import resolve_device
     from mtlkaggle.paths import RunLayout, submissions_dir
@@ -464,6 +497,24 @@ def predict(
     from mtlkaggle.spec import load_spec
 
     resolve_device(device)
+    if bundle is not None:
+        from mtlkaggle.bundle import BundlePredictOptions
+
+        if comp is not None:
+            raise UserError(f"predict --bundle takes no COMP ('{comp}'): the bundle holds its own spec")
+        options = BundlePredictOptions(
+            tta=tta,
+            views=views.split(",") if views else None,
+            folds=folds.split(",") if folds else None,
+            device=device,
+            num_workers=num_workers,
+        )
+        _predict_bundle(bundle, options, input, out, path_column, competition_files, data_dir, out_dir)
+        return
+    if comp is None:
+        raise UserError("predict: name a competition (COMP), or pass --bundle DIR")
+    if input is not None or competition_files:
+        raise UserError("--input and --competition-files need --bundle DIR (from `mtlkaggle export`)")
     spec = load_spec(comp, data_dir)
     options = PredictOptions(
         run_dir=RunLayout.of(spec.name, run).dir,
@@ -484,6 +535,133 @@ def predict(
     for path in written:
         table.add_row(escape(str(path)), str(len(ensemble.ids)))
     console.print(table)
+
+
+def _predict_bundle(bundle, options, inputs, out, path_column, competition_files, data_dir, out_dir) -> None:
+    """``predict --bundle``: images to one CSV, or the competition's submission files."""
+    from mtlkaggle.bundle import predict_competition, predict_images
+
+    if (inputs is None) == (not competition_files):
+        raise UserError("--bundle needs exactly one of --input PATH or --competition-files")
+    if competition_files:
+        done = predict_competition(bundle, data_dir, out_dir or Path("submissions"), options)
+    else:
+        done = predict_images(bundle, inputs, out, options, path_column)
+    table = Table(
+        title=f"bundle '{escape(done.bundle.spec.name)}': {len(done.bundle.folds)} fold(s) "
+        f"({', '.join(done.bundle.folds)}) x {len(done.views)} view(s)"
+    )
+    table.add_column("file")
+    table.add_column("rows", justify="right")
+    table.add_column("unreadable", justify="right")
+    for path in done.written:
+        table.add_row(escape(str(path)), str(done.rows), str(len(done.bad)))
+    console.print(table)
+    for message in done.bad[:20]:  # the CSV's error column has them all
+        err_console.print(f"[yellow]unreadable:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    if done.bad:
+        err_console.print(
+            f"[yellow]{len(done.bad)} of {done.rows} image(s) unreadable[/] (rows kept, 'error' set)"
+        )
+
+
+@app.command()
+@_user_errors
+def export(
+    comp: Comp,
+    run: Annotated[str, typer.Option(help="Run whose folds to export.")] = "main",
+    folds: Annotated[
+        str | None, typer.Option(help="Comma-separated folds, e.g. 0,1,2,full (default: every trained fold).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Bundle folder (default: bundles/COMP/RUN).")] = None,
+    onnx: Annotated[
+        bool,
+        typer.Option("--onnx/--no-onnx", help="Also write model.onnx per fold, checked with onnxruntime."),
+    ] = False,
+    wheel: Annotated[bool, typer.Option("--wheel/--no-wheel", help="Put the mtlkaggle wheel in.")] = True,
+    upload: Annotated[
+        str | None, typer.Option(help="Create or version the Kaggle dataset OWNER/SLUG with the bundle.")
+    ] = None,
+    message: Annotated[str, typer.Option(help="Version notes for --upload.")] = "mtlkaggle export",
+    data_dir: DataDir = None,
+) -> None:
+    """Write a self-contained bundle: safetensors weights per fold, bundle.json, the wheel, ONNX.
+
+    `mtlkaggle predict --bundle DIR` then works anywhere, offline; `--upload OWNER/SLUG` makes the
+    bundle a Kaggle dataset for a code competition's notebook (see `mtlkaggle notebook`).
+    """
+    from mtlkaggle.export import ExportOptions, export_bundle
+    from mtlkaggle.paths import RunLayout
+    from mtlkaggle.spec import load_spec
+
+    spec = load_spec(comp, data_dir)
+    out_dir = out or Path("bundles") / spec.name / run
+    options = ExportOptions(
+        RunLayout.of(spec.name, run).dir, out_dir, folds.split(",") if folds else None, onnx, wheel
+    )
+    result = export_bundle(spec, options)
+    table = Table(title=f"{spec.name}: bundle of fold(s) {', '.join(result.folds)} -> {escape(str(out_dir))}")
+    table.add_column("file")
+    table.add_column("bytes", justify="right")
+    for path in result.files:
+        table.add_row(escape(path.relative_to(out_dir).as_posix()), f"{path.stat().st_size:,}")
+    console.print(table)
+    for fold, diff in result.onnx_max_diff.items():
+        console.print(f"fold {fold}: ONNX vs torch, max abs difference {diff:.2e} (bound 1e-4)")
+    if upload:
+        from mtlkaggle.kaggle_datasets import upload_bundle
+
+        done = upload_bundle(out_dir, upload, message)
+        console.print(f"[green]ok[/]: {escape(done)}")
+
+
+@app.command()
+@_user_errors
+def notebook(
+    comp: Comp,
+    bundle_dataset: Annotated[
+        str, typer.Option(help="The Kaggle dataset OWNER/SLUG holding the bundle (`export --upload`).")
+    ],
+    out: Annotated[Path | None, typer.Option(help="Notebook file (default: COMP-inference.ipynb).")] = None,
+    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="Predict with the spec's TTA views.")] = True,
+    data_dir: DataDir = None,
+) -> None:
+    """Write a Kaggle notebook that installs mtlkaggle offline from the bundle dataset and writes
+    submission.csv (for code competitions, where the test images exist only inside Kaggle)."""
+    from mtlkaggle.notebook import NotebookOptions, write_notebook
+    from mtlkaggle.spec import load_spec
+
+    spec = load_spec(comp, data_dir)
+    path = write_notebook(
+        spec, NotebookOptions(bundle_dataset, out or Path(f"{spec.name}-inference.ipynb"), tta)
+    )
+    console.print(
+        f"[green]ok[/]: {escape(str(path))} (attach the dataset {escape(bundle_dataset)} and the "
+        "competition's data, internet off)"
+    )
+
+
+@app.command()
+@_user_errors
+def init(
+    template: Annotated[
+        str, typer.Argument(help="A packaged template (see `mtlkaggle init --list`).")
+    ] = "demo",
+    name: Annotated[
+        str | None, typer.Argument(help="The new competition's name (default: TEMPLATE).")
+    ] = None,
+    list_: Annotated[bool, typer.Option("--list", help="List the packaged templates and exit.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing competition/NAME.toml.")] = False,
+) -> None:
+    """Copy a packaged competition template into ./competition/NAME.toml for you to edit."""
+    from mtlkaggle.spec import copy_template, packaged_specs
+
+    if list_:
+        for path in packaged_specs():
+            console.print(path.stem)
+        return
+    path = copy_template(template, name, force)
+    console.print(f"[green]ok[/]: {escape(str(path))} (from the packaged template '{escape(template)}')")
 
 
 @app.command()

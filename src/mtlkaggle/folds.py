@@ -159,10 +159,12 @@ def read_folds(spec: Spec, table: LabelTable, path: Path | None = None) -> np.nd
 
 
 def fold_names(spec: Spec, fold: str) -> list[str]:
-    """Expand ``--fold``: ``all`` (every fold of the folds file), a number, or ``val``.
+    """Expand ``--fold``: ``all`` (every fold of the folds file), a number, ``val`` or ``full``.
 
-    ``val`` is the spec's fixed train/val split.
+    ``val`` is the spec's fixed train/val split; ``full`` trains on every labelled row (no holdout).
     """
+    if fold == "full":
+        return ["full"]
     if fold == "val":
         if not spec.data.val:
             raise UserError(f"competition '{spec.name}' has no val file; use --fold K or --fold all")
@@ -173,18 +175,39 @@ def fold_names(spec: Spec, fold: str) -> list[str]:
     if fold.isdigit() and int(fold) < n_folds:
         return [str(int(fold))]
     raise UserError(
-        f"--fold {fold}: expected 'all', 'val' or 0..{n_folds - 1} (the folds of {folds_path(spec)})"
+        f"--fold {fold}: expected 'all', 'val', 'full' or 0..{n_folds - 1} (the folds of {folds_path(spec)})"
     )
 
 
 def split_fold(spec: Spec, fold: str) -> tuple[LabelTable, LabelTable]:
-    """The training and validation rows of a fold (``val``: the spec's train and val files)."""
+    """The training and validation rows of a fold.
+
+    ``val``: the spec's train and val files. ``full``: every labelled row (train and val files)
+    and an empty validation table.
+    """
     train = read_split(spec, "train")
+    if fold == "full":
+        return _all_labelled(spec, train), train.subset(np.zeros(0, dtype=np.int64))
     if fold == "val":
         return train, read_split(spec, "val")
     assignment = read_folds(spec, train)
     k = int(fold)
     return train.subset(np.flatnonzero(assignment != k)), train.subset(np.flatnonzero(assignment == k))
+
+
+def _all_labelled(spec: Spec, train: LabelTable) -> LabelTable:
+    """The train rows plus the val file's rows, when the spec has one."""
+    if not spec.data.val:
+        return train
+    val = read_split(spec, "val")
+    return LabelTable(
+        "full",
+        train.file,
+        np.concatenate([train.ids, val.ids]),
+        [*train.paths, *val.paths],
+        {k: np.concatenate([v, val.targets[k]]) for k, v in train.targets.items()},
+        None if train.images is None else np.concatenate([train.images, val.images]),
+    )
 
 
 def fold_label_counts(spec: Spec, table: LabelTable, fold: np.ndarray) -> pd.DataFrame:

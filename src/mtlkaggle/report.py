@@ -57,6 +57,8 @@ def fold_scores(spec: Spec, run_dir: Path) -> pd.DataFrame:
     """Every metric at each fold's best epoch (from its metrics.csv), plus the mean row."""
     rows = []
     for fold in RunLayout(run_dir).trained_folds():
+        if fold.name == "full":  # a full-data fit has no validation scores
+            continue
         folder = fold.dir
         metrics = read_metrics(spec, fold.metrics)
         best = metrics.loc[metrics["score"].idxmax()]
@@ -303,7 +305,7 @@ def make_report(spec: Spec, run_dir: Path, out: Path, submission_dir: Path | Non
     out.mkdir(parents=True, exist_ok=True)
     report.figures.append(plot_distributions(spec, out))
     report.figures += [
-        plot_curves(spec, folder, out) for folder in (f.dir for f in RunLayout(run_dir).trained_folds())
+        plot_curves(spec, f.dir, out) for f in RunLayout(run_dir).trained_folds() if f.name != "full"
     ]
     _, targets, probs = collect_oof(spec, run_dir)
     thresholds_path = RunLayout(run_dir).thresholds
@@ -366,7 +368,9 @@ def _timings(spec: Spec, run_dir: Path) -> pd.DataFrame:
     """Per fold: epochs run, mean seconds and img/s per epoch, and the fold's wall time."""
     rows = []
     for fold in RunLayout(run_dir).trained_folds():
-        m = read_metrics(spec, fold.metrics)
+        fix = f"train that fold again (`mtlkaggle train {spec.name} --fold {fold.name} --overwrite`)"
+        m = read_table(fold.metrics, fix, ["epoch", "seconds", "img_per_s"], "metrics file")
+        numeric_columns(m, fold.metrics, ["seconds", "img_per_s"], fix)
         rows.append(
             {
                 "fold": fold.name,

@@ -313,9 +313,56 @@ def resolve_spec_path(comp: str, root: Path | None = None) -> Path:
     candidate = root / "competition" / f"{comp}.toml"
     if candidate.is_file():
         return candidate
-    known = sorted(p.stem for p in (root / "competition").glob("*.toml"))
+    packaged = {p.stem: p for p in packaged_specs()}
+    if comp in packaged:  # the copy inside the installed package (`pip install` brings no competition/)
+        return packaged[comp]
+    known = sorted({p.stem for p in (root / "competition").glob("*.toml")} | set(packaged))
     hint = f"known: {', '.join(known)}" if known else f"no competition/ folder in {root}"
     raise UserError(f"unknown competition '{comp}' ({hint}); pass a name or a path to a .toml")
+
+
+PACKAGED_SPECS = Path(__file__).resolve().parent / "competitions"  # filled by setup.py's build_py
+
+
+def packaged_specs() -> list[Path]:
+    """The competition files shipped with mtlkaggle.
+
+    In a wheel they are ``mtlkaggle/competitions/*.toml`` (copied at build time); in a checkout or
+    an editable install, the repository's ``competition/`` folder itself.
+    """
+    if PACKAGED_SPECS.is_dir():
+        return sorted(PACKAGED_SPECS.glob("*.toml"))
+    checkout = PACKAGED_SPECS.parents[2] / "competition"
+    has_project = (PACKAGED_SPECS.parents[2] / "pyproject.toml").is_file()
+    return sorted(checkout.glob("*.toml")) if has_project else []
+
+
+def copy_template(
+    template: str, name: str | None = None, force: bool = False, root: Path | None = None
+) -> Path:
+    """Copy the packaged ``template`` to ``competition/NAME.toml`` (its ``name`` line set to NAME).
+
+    Raises:
+        UserError: an unknown template, a bad name, or an existing file without ``force``.
+    """
+    import re
+
+    packaged = {p.stem: p for p in packaged_specs()}
+    if template not in packaged:
+        raise UserError(f"unknown template '{template}'; packaged: {', '.join(packaged) or 'none'}")
+    name = name or template
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise UserError(f"competition name '{name}': use letters, digits, '-', '_' or '.'")
+    dest = (root or Path.cwd()) / "competition" / f"{name}.toml"
+    if dest.exists() and not force:
+        raise UserError(f"{dest} already exists; edit it, pick another NAME, or pass --force")
+    text = packaged[template].read_text(encoding="utf-8")
+    head, sep, tables = text.partition("\n[")  # only the top-level name, not a task's
+    text = re.sub(r'(?m)^name = ".*"$', f'name = "{name}"', head, count=1) + sep + tables
+    from mtlkaggle.io import write_text_atomic
+
+    write_text_atomic(dest, text)
+    return dest
 
 
 def load_spec(comp: str | Path, data_dir: str | Path | None = None) -> Spec:

@@ -311,10 +311,16 @@ def _is_fraction(value) -> bool:
 
 
 def load_thresholds(spec: Spec, run_dir: Path) -> dict[str, np.ndarray]:
-    """Thresholds per multi-label task from ``thresholds.json`` (tuning first if it is missing)."""
+    """Thresholds per multi-label task from ``thresholds.json`` (tuning first if it is missing).
+
+    A run that holds only a full-data fit has no out-of-fold predictions to tune on: its
+    multi-label tasks use 0.5 (an empty dict).
+    """
     path = RunLayout(run_dir).thresholds
     if not any(t.kind == "multilabel" for t in spec.tasks):
         return {}
     if not path.exists():
+        if {f.name for f in RunLayout(run_dir).trained_folds()} == {"full"}:
+            return {}
         tune_run(spec, run_dir)
     return {name: np.array(entry["thresholds"]) for name, entry in read_thresholds_file(spec, path).items()}

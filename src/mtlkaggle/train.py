@@ -12,6 +12,7 @@ trains the same fold, DDP; rank 0 writes); or ``--jobs N`` folds at once, one pr
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ __all__ = [
     "TrainOutcome",
     "Trainer",
     "build_trainer",
+    "full_fit_epochs",
     "run_training",
     "summarize",
     "train_fold",
@@ -189,14 +191,51 @@ class TrainOutcome:
     summary: pd.DataFrame
     thresholds: dict | None
     is_main: bool
+    note: str = ""  # e.g. how a full-data fit chose its epochs
 
 
-def run_training(spec: Spec, fold: str, options: TrainOptions, jobs: int = 1) -> TrainOutcome:
+def full_fit_epochs(spec: Spec, run_dir) -> tuple[int, str]:
+    """Epochs for ``--fold full``, and how they were chosen.
+
+    The mean best epoch (1-based) of the run's trained cross-validation folds, rounded half up;
+    the spec's ``train.epochs`` when the run has no trained fold yet.
+    """
+    from mtlkaggle.engine.checkpoint import load_checkpoint
+
+    folds = [f for f in RunLayout(run_dir).trained_folds() if f.name != "full"]
+    if not folds:
+        return spec.train.epochs, f"the spec's epochs ({spec.train.epochs}): no trained fold in {run_dir}"
+    fix = "train that fold again, or pass --epochs"
+    best = [int(load_checkpoint(f.best, ("epoch",), fix)["epoch"]) + 1 for f in folds]
+    epochs = max(1, int(sum(best) / len(best) + 0.5))
+    shown = ", ".join(f"fold {f.name}: {b}" for f, b in zip(folds, best, strict=True))
+    return epochs, f"the mean best epoch of the trained folds, rounded ({shown})"
+
+
+def _note_in_config(path, key: str, value: str) -> None:
+    if path.is_file():
+        config = json.loads(path.read_text(encoding="utf-8"))
+        write_json_atomic(path, {**config, key: value})
+
+
+def run_training(
+    spec: Spec, fold: str, options: TrainOptions, jobs: int = 1, epochs_given: bool = False
+) -> TrainOutcome:
     """The ``train`` stage: expand ``--fold``, train, and tune thresholds once every fold is done.
+
+    ``--fold full`` trains on every labelled row for :func:`full_fit_epochs` epochs (unless
+    ``epochs_given``: the user's ``--epochs``), with no best-epoch selection and no OOF file.
 
     Raises:
         UserError: see :func:`train_folds`; ``--jobs`` under torchrun.
     """
+    note = ""
+    if fold == "full":
+        epochs, how = (
+            (spec.train.epochs, "--epochs") if epochs_given else full_fit_epochs(spec, options.run_dir)
+        )
+        spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": epochs})})
+        note = f"full-data fit: {epochs} epoch(s), from {how}"
     from mtlkaggle.engine.runtime import env_rank
     from mtlkaggle.folds import fold_names
 
@@ -209,9 +248,11 @@ def run_training(spec: Spec, fold: str, options: TrainOptions, jobs: int = 1) ->
         summary = train_folds(spec, fold_names(spec, fold), options, jobs)
     finally:
         dist.close()
+    if note and rank == 0:
+        _note_in_config(RunLayout(options.run_dir).fold("full").config, "epochs_chosen_by", note)
     thresholds = None
     if rank == 0 and fold in ("all", "val") and any(t.kind == "multilabel" for t in spec.tasks):
         from mtlkaggle.thresholds import tune_run
 
         thresholds = tune_run(spec, options.run_dir)
-    return TrainOutcome(summary, thresholds, rank == 0)
+    return TrainOutcome(summary, thresholds, rank == 0, note)

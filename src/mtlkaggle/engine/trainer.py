@@ -203,7 +203,8 @@ class Trainer:
             val = self.validate(progress)
             improved = self.keep_best(val)
             frozen_now = self.early_freeze(val.losses)
-            self.schedule.after_epoch(val.score)
+            if len(self.val_table):  # a full-data fit has no score to plateau on
+                self.schedule.after_epoch(val.score)
             row = self._epoch_row(train_stats, val, train_seconds, time.perf_counter() - started)
             self.state.history.append(row)
             self.state.epoch += 1
@@ -377,7 +378,12 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self, progress) -> Validation:
-        """Validation losses, scores and probabilities over every validation row (all ranks')."""
+        """Validation losses, scores and probabilities over every validation row (all ranks').
+
+        A full-data fit (no validation rows) gets an empty Validation with a NaN score.
+        """
+        if not len(self.val_table):
+            return Validation({}, {}, {}, self.val_table, math.nan)
         model = self.eval_model
         dist.sync_buffers(model, self.runtime)
         model.eval()
@@ -409,9 +415,14 @@ class Trainer:
         return Validation(losses, scores, probs, rows, monitor_score(self.spec, scores))
 
     def keep_best(self, val: Validation) -> bool:
-        """Record a new best epoch and write its weights and out-of-fold file; whether it improved."""
+        """Record a new best epoch and write its weights and out-of-fold file; whether it improved.
+
+        Without validation rows (``--fold full``) every epoch is kept: ``best.pt`` holds the last
+        epoch's weights and no out-of-fold file is written.
+        """
         state = self.state
-        if not val.score > state.best_score:
+        full_fit = not len(val.rows)
+        if not full_fit and not val.score > state.best_score:
             state.bad_epochs += 1
             return False
         state.best_score, state.best_epoch, state.best_scores = val.score, state.epoch, val.scores
@@ -424,8 +435,9 @@ class Trainer:
                 "config": self.spec.model_dump(mode="json"),
             }
             save_checkpoint(payload, self.files.best)
-            write_csv_atomic(self.files.oof, probability_frame(self.spec, val.rows.ids, val.probs))
-        return True
+            if not full_fit:
+                write_csv_atomic(self.files.oof, probability_frame(self.spec, val.rows.ids, val.probs))
+        return not full_fit
 
     # ------------------------------------------------------------------ early freeze
 

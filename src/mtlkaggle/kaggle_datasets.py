@@ -1,0 +1,111 @@
+"""``mtlkaggle export --upload OWNER/SLUG``: a bundle as a Kaggle dataset, created or versioned.
+
+Uses the official kaggle client (imported lazily, quietly; see :mod:`mtlkaggle.submit`). The
+client reads ``dataset-metadata.json`` from the folder; it is written here. kaggle 2.2.4 reports
+some refusals in the response's ``error`` instead of raising: both are turned into one line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+from mtlkaggle.errors import UserError
+from mtlkaggle.io import write_json_atomic
+from mtlkaggle.submit import CREDENTIAL_HELP, kaggle_api
+
+METADATA = "dataset-metadata.json"
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*/[a-z0-9][a-z0-9-]{4,48}[a-z0-9]$")
+
+
+def check_dataset_ref(ref: str) -> tuple[str, str]:
+    """``OWNER/SLUG`` split in two.
+
+    Raises:
+        UserError: anything but an owner, a slash and a 6-50 character lowercase slug.
+    """
+    if not _SLUG.match(ref):
+        raise UserError(
+            f"--upload {ref}: expected OWNER/SLUG, the slug 6-50 characters of a-z, 0-9 and '-' "
+            "(e.g. alice/demo-mtlkaggle-bundle)"
+        )
+    owner, slug = ref.split("/")
+    return owner, slug
+
+
+def upload_bundle(bundle_dir: Path, ref: str, message: str) -> str:
+    """Create the private dataset ``ref`` from ``bundle_dir``, or add a version when it exists.
+
+    Returns:
+        What happened, with the dataset's address.
+
+    Raises:
+        UserError: a bad reference, no credentials, or Kaggle refusing (one line, no secret).
+    """
+    _, slug = check_dataset_ref(ref)
+    bundle_dir = Path(bundle_dir)
+    if not (bundle_dir / "bundle.json").is_file():
+        raise UserError(f"{bundle_dir}: no bundle.json; run `mtlkaggle export` first")
+    title = slug.replace("-", " ")[:50]
+    write_json_atomic(
+        bundle_dir / METADATA,
+        {
+            "id": ref,
+            "title": title if len(title) >= 6 else f"{title} bundle",
+            "licenses": [{"name": "CC0-1.0"}],
+        },
+    )
+    api = kaggle_api()
+    exists = _exists(api, ref)
+    what = f"{'versioning' if exists else 'creating'} dataset '{ref}'"
+    quiet = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            if exists:
+                response = api.dataset_create_version(str(bundle_dir), message, quiet=True, dir_mode="skip")
+            else:
+                response = api.dataset_create_new(str(bundle_dir), public=False, quiet=True, dir_mode="skip")
+    except Exception as e:  # noqa: BLE001 - requests and client errors of many kinds
+        raise _explain(e, what, ref) from None
+    error = str(getattr(response, "error", "") or "")
+    if error:
+        raise UserError(f"{what}: Kaggle refused it: {error[:300]}")
+    url = str(getattr(response, "url", "") or "") or f"https://www.kaggle.com/datasets/{ref}"
+    return f"{'new version of' if exists else 'created'} {ref}: {url}"
+
+
+def _exists(api, ref: str) -> bool:
+    """Whether the dataset exists (404: it does not; other failures are errors)."""
+    from requests.exceptions import HTTPError
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            api.dataset_status(ref)
+    except HTTPError as e:
+        if getattr(e.response, "status_code", None) == 404:
+            return False
+        raise _explain(e, f"looking up dataset '{ref}'", ref) from None
+    except Exception as e:  # noqa: BLE001
+        raise _explain(e, f"looking up dataset '{ref}'", ref) from None
+    return True
+
+
+def _explain(error: Exception, what: str, ref: str) -> UserError:
+    import requests
+
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    if status == 401:
+        return UserError(f"{what}: Kaggle rejected the credentials (401 Unauthorized); {CREDENTIAL_HELP}")
+    if status == 403:
+        return UserError(
+            f"{what}: forbidden (403): '{ref.split('/')[0]}' must be your Kaggle user name or a team of yours"
+        )
+    if status is not None and status >= 500:
+        return UserError(f"{what}: Kaggle's server failed ({status}); try again later")
+    if isinstance(error, requests.exceptions.ConnectionError):
+        return UserError(f"{what}: cannot reach Kaggle ({type(error).__name__}); check the network or proxy")
+    if isinstance(error, ValueError):  # the client's own checks of the metadata
+        return UserError(f"{what}: {str(error)[:200]}")
+    return UserError(f"{what}: {type(error).__name__}: {str(error)[:200]}")
