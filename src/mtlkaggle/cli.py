@@ -269,6 +269,13 @@ def train(
     skip_bad_images: Annotated[
         bool, typer.Option(help="Skip (and count) unreadable images instead of stopping.")
     ] = False,
+    mix: Annotated[
+        str | None,
+        typer.Option(
+            help="Batch mixing of images and every task's target: mixup, cutmix or none "
+            "(default: the spec's [augment] mix; mix_prob, mix_alpha, mix_off_epochs there)."
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Fine-tune a shared timm backbone with one head per task, one model per fold.
@@ -281,7 +288,7 @@ def train(
     """
     from mtlkaggle.engine.runtime import resolve_device
     from mtlkaggle.paths import RunLayout
-    from mtlkaggle.spec import load_spec, with_train_overrides
+    from mtlkaggle.spec import load_spec, with_augment_overrides, with_train_overrides
     from mtlkaggle.train import TrainOptions, run_training
 
     resolve_device(device)  # a bad --device fails before any data or model is loaded
@@ -306,6 +313,7 @@ def train(
         num_workers=num_workers,
         seed=seed,
     )
+    spec = with_augment_overrides(spec, mix=mix)
     options = TrainOptions(
         run_dir=RunLayout.of(spec.name, run).dir,
         device=device,
