@@ -257,6 +257,13 @@ def train(
     seed: Annotated[
         int | None, typer.Option(help="Seed for init, data order, augmentation and dropout.")
     ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Seed ensemble, e.g. 0,1,2: one run per seed under runs/COMP/RUN/seed{S}/, then their "
+            "averaged out-of-fold CV (RUN/ensemble.csv) and thresholds; predict --run RUN averages all."
+        ),
+    ] = None,
     device: Annotated[
         str | None, typer.Option(help="cuda, cuda:1, cpu (default: cuda when available).")
     ] = None,
@@ -321,12 +328,35 @@ def train(
         overwrite=overwrite,
         skip_bad_images=skip_bad_images,
     )
+    if seeds is not None:
+        _train_seeds(spec, fold, seeds, seed, options, jobs, run)
+        return
     outcome = run_training(spec, fold, options, jobs)
     if not outcome.is_main:
         return
     console.print(_scores_table(outcome.summary, f"{spec.name}: run '{run}', best epoch of each fold"))
     if outcome.thresholds is not None:
         console.print(_thresholds_table(outcome.thresholds, options.run_dir))
+
+
+def _train_seeds(spec, fold: str, seeds: str, seed: int | None, options, jobs: int, run: str) -> None:
+    from mtlkaggle.ensemble import parse_numbers, run_seeds
+    from mtlkaggle.paths import RunLayout
+
+    if seed is not None:
+        raise UserError("--seed and --seeds: pass one (--seeds trains one run per seed)")
+    outcome = run_seeds(spec, fold, parse_numbers(seeds, int, "--seeds"), options, jobs)
+    if not outcome.is_main:
+        return
+    for value, summary in outcome.summaries.items():
+        console.print(
+            _scores_table(summary, f"{spec.name}: run '{run}/seed{value}', best epoch of each fold")
+        )
+    if outcome.ensemble is not None:
+        where = escape(str(RunLayout(options.run_dir).ensemble))
+        console.print(
+            _frame_table(outcome.ensemble, f"out-of-fold CV of each seed and of their average -> {where}")
+        )
 
 
 @app.command()
@@ -379,6 +409,16 @@ def _thresholds_table(results, run_dir: Path) -> Table:
 def predict(
     comp: Comp,
     run: Annotated[str, typer.Option(help="Run whose fold checkpoints to ensemble.")] = "main",
+    runs: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated runs to ensemble instead of --run (any backbones and sizes); "
+            "thresholds are tuned on their averaged out-of-fold probabilities."
+        ),
+    ] = None,
+    run_weights: Annotated[
+        str | None, typer.Option(help="One weight per --runs run, e.g. 2,1 (default: equal).")
+    ] = None,
     folds: Annotated[
         str | None, typer.Option(help="Comma-separated folds (default: every trained fold).")
     ] = None,
@@ -406,8 +446,10 @@ def predict(
 
     resolve_device(device)
     spec = load_spec(comp, data_dir)
+    members = _ensemble_members(spec.name, run, runs, run_weights)
     options = PredictOptions(
-        run_dir=RunLayout.of(spec.name, run).dir,
+        members=members,
+        run_dir=members[0].run_dir if runs else RunLayout.of(spec.name, run).dir,
         out_dir=out_dir or submissions_dir(spec.name),
         folds=folds.split(",") if folds else None,
         tta=tta,
@@ -425,6 +467,19 @@ def predict(
     for path in written:
         table.add_row(str(path), str(len(ensemble.ids)))
     console.print(table)
+
+
+def _ensemble_members(comp: str, run: str, runs: str | None, run_weights: str | None) -> tuple:
+    """The runs to average: --runs, or the seeds of a `train --seeds` run (empty: --run alone)."""
+    from mtlkaggle.ensemble import parse_numbers, resolve_members
+    from mtlkaggle.paths import RunLayout
+
+    if run_weights and not runs:
+        raise UserError("--run-weights weighs the runs of --runs; pass --runs A,B too")
+    if not runs and not RunLayout.of(comp, run).seed_runs():
+        return ()
+    weights = parse_numbers(run_weights, float, "--run-weights") if run_weights else None
+    return tuple(resolve_members(comp, runs.split(",") if runs else [run], weights))
 
 
 @app.command()
@@ -499,6 +554,10 @@ def download(comp: Comp, data_dir: DataDir = None) -> None:
 def report(
     comp: Comp,
     run: Annotated[str, typer.Option(help="Run to report on.")] = "main",
+    runs: Annotated[
+        str | None, typer.Option(help="Comma-separated runs: report their ensemble's CV instead.")
+    ] = None,
+    run_weights: Annotated[str | None, typer.Option(help="One weight per --runs run.")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Default: reports/COMP/RUN.")] = None,
     data_dir: DataDir = None,
 ) -> None:
@@ -512,9 +571,19 @@ def report(
     from mtlkaggle.spec import load_spec
 
     spec = load_spec(comp, data_dir)
-    out = out_dir or report_dir(spec.name, run)
-    written = make_report(spec, RunLayout.of(spec.name, run).dir, out)
-    console.print(_scores_table(written.scores, f"{spec.name}: run '{run}', best epoch of each fold"))
+    out = out_dir or report_dir(spec.name, runs.replace(",", "+") if runs else run)
+    if runs:
+        from mtlkaggle.report import make_ensemble_report
+
+        written = make_ensemble_report(spec, list(_ensemble_members(spec.name, run, runs, run_weights)), out)
+    else:
+        written = make_report(spec, RunLayout.of(spec.name, run).dir, out)
+    if "run" in written.scores.columns:  # an ensemble: one row per member and one for the average
+        console.print(
+            _frame_table(written.scores, f"{spec.name}: out-of-fold CV of each run and the ensemble")
+        )
+    else:
+        console.print(_scores_table(written.scores, f"{spec.name}: run '{run}', best epoch of each fold"))
     console.print(f"report: {out / 'report.md'} ({len(written.figures)} figures)")
 
 

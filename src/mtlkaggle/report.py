@@ -101,7 +101,7 @@ def plot_distributions(spec: Spec, out: Path) -> Path:
     return _save(fig, out / "class_distribution.png")
 
 
-def plot_curves(spec: Spec, folder: Path, out: Path) -> Path:
+def plot_curves(spec: Spec, folder: Path, out: Path, name: str | None = None) -> Path:
     """Total and per-task loss (train, val), each task's metrics, and the task weights per epoch."""
     plt = _plt()
     m = pd.read_csv(folder / "metrics.csv")
@@ -133,9 +133,9 @@ def plot_curves(spec: Spec, folder: Path, out: Path) -> Path:
     for ax in axes[0]:
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
-    fig.suptitle(f"{spec.name} {folder.name}")
+    fig.suptitle(f"{spec.name} {name or folder.name}")
     fig.tight_layout()
-    return _save(fig, out / f"curves_{folder.name}.png")
+    return _save(fig, out / f"curves_{name or folder.name}.png")
 
 
 def plot_confusion(task, y: np.ndarray, probs: np.ndarray, out: Path) -> Path:
@@ -217,6 +217,11 @@ def make_report(spec: Spec, run_dir: Path, out: Path) -> Report:
     The recipe shown (and the weighting named in the curves) is the one the run saved in its
     ``config.json``; the data comes from ``spec`` (so ``--data-dir`` still applies).
     """
+    seeds = RunLayout(run_dir).seed_runs()
+    if seeds:
+        from mtlkaggle.ensemble import Member
+
+        return make_ensemble_report(spec, [Member(s.dir, 1.0 / len(seeds)) for s in seeds], out)
     config = RunLayout(run_dir).config
     if config.is_file():
         saved = Spec.model_validate(json.loads(config.read_text(encoding="utf-8")))
@@ -230,16 +235,49 @@ def make_report(spec: Spec, run_dir: Path, out: Path) -> Report:
     _, targets, probs = collect_oof(spec, run_dir)
     thresholds_path = RunLayout(run_dir).thresholds
     tuned = json.loads(thresholds_path.read_text()) if thresholds_path.is_file() else {}
+    report.figures += _oof_figures(spec, targets, probs, tuned, out)
+    write_text_atomic(out / "report.md", _markdown(spec, run_dir, report, tuned))
+    return report
+
+
+def _oof_figures(spec: Spec, targets: dict, probs: dict, tuned: dict, out: Path) -> list[Path]:
+    figures = []
     for task in spec.tasks:
         y, p = targets[task.name], probs[task.name]
         if task.kind == "multiclass":
-            report.figures.append(plot_confusion(task, y, p, out))
+            figures.append(plot_confusion(task, y, p, out))
         elif task.kind == "multilabel":
             th = np.array(tuned[task.name]["thresholds"]) if task.name in tuned else 0.5
-            report.figures.append(plot_label_f1(task, y, p, th, out))
+            figures.append(plot_label_f1(task, y, p, th, out))
         else:
-            report.figures.append(plot_regression(task, y, p, out))
-    write_text_atomic(out / "report.md", _markdown(spec, run_dir, report, tuned))
+            figures.append(plot_regression(task, y, p, out))
+    return figures
+
+
+def make_ensemble_report(spec: Spec, members: list, out: Path) -> Report:
+    """The report of an ensemble (a ``train --seeds`` run, or ``report --runs``): the pooled
+    out-of-fold CV of each member and of the weighted average, each member's per-fold scores and
+    curves, and the figures of the averaged out-of-fold probabilities."""
+    from mtlkaggle.ensemble import ensemble_oof
+
+    oof = ensemble_oof(spec, members)
+    report = Report(out, scores=oof.table)
+    out.mkdir(parents=True, exist_ok=True)
+    report.figures.append(plot_distributions(spec, out))
+    parts = [f"# {spec.name}: ensemble of {len(members)} run(s)", "", spec.description, ""]
+    parts += ["## Out-of-fold CV: each member and the ensemble (pooled over folds)", ""]
+    parts += [_markdown_table(oof.table), ""]
+    for member in members:
+        layout = RunLayout(member.run_dir)
+        per_fold = _markdown_table(fold_scores(spec, layout.dir))
+        parts += [f"## `{member.label}`: each fold's best epoch", "", per_fold, ""]
+        for fold in layout.trained_folds():
+            name = f"{member.label.replace('/', '_')}_{fold.dir.name}"
+            report.figures.append(plot_curves(spec, fold.dir, out, name))
+    tuned = {name: r.to_json() for name, r in oof.thresholds.items()}
+    report.figures += _oof_figures(spec, oof.targets, oof.probs, tuned, out)
+    parts += ["## Figures", ""] + [f"![{fig.stem}]({fig.name})" for fig in report.figures]
+    write_text_atomic(out / "report.md", "\n".join(parts) + "\n")
     return report
 
 
