@@ -159,13 +159,14 @@ def _check_same_recipe(spec: Spec, files: FoldLayout) -> None:
     if not files.config.is_file():
         return
     try:
-        saved = json.loads(files.config.read_text(encoding="utf-8"))["spec"]["train"]
+        saved_spec = json.loads(files.config.read_text(encoding="utf-8"))["spec"]
+        saved = saved_spec["train"] | _mix_fields(saved_spec.get("augment") or {})
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(
             f"{files.config}: not a readable fold config ({type(e).__name__}: {e}); "
             "start the fold again with --overwrite"
         ) from None
-    current = spec.train.model_dump(mode="json")
+    current = spec.train.model_dump(mode="json") | _mix_fields(spec.augment.model_dump(mode="json"))
     changed = sorted(k for k in current if k not in _RESUMABLE_CHANGES and saved.get(k) != current[k])
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)} -> {current[k]}" for k in changed)
@@ -173,6 +174,15 @@ def _check_same_recipe(spec: Spec, files: FoldLayout) -> None:
             f"{files.dir} was trained with other settings ({details}); resume with the same options, "
             "or pass --overwrite to start again"
         )
+
+
+def _mix_fields(augment: dict) -> dict:
+    """The batch-mixing fields of an [augment] section, defaults filled in for runs saved before
+    they existed (mixed batches are part of the recipe a resume must keep)."""
+    from mtlkaggle.spec import AugmentSpec
+
+    full = AugmentSpec().model_dump(mode="json") | augment
+    return {k: v for k, v in full.items() if k.startswith("mix")}
 
 
 def _versions() -> dict[str, str]:
