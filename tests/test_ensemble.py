@@ -113,6 +113,11 @@ def test_seed_ensemble_trains_scores_predicts_and_reports(tiny_spec, workspace, 
     assert [m["weight"] for m in config["members"]] == pytest.approx([0.5, 0.5])
     assert config["thresholds"]["attribute"] == pytest.approx(thresholds)  # tuned on the averaged OOF
 
+    # tune --run ens re-tunes on the averaged OOF: the same thresholds
+    (run / "thresholds.json").unlink()
+    assert runner.invoke(app, ["tune", "demo", "--run", "ens"]).exit_code == 0
+    assert json.loads((run / "thresholds.json").read_text())["attribute"]["thresholds"] == thresholds
+
     # report --run ens shows each seed's CV and the ensemble's
     result = runner.invoke(app, ["report", "demo", "--run", "ens"])
     assert result.exit_code == 0, result.output

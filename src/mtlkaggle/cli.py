@@ -378,6 +378,13 @@ def tune(
 
     spec = load_spec(comp, data_dir)
     run_dir = RunLayout.of(spec.name, run).dir
+    if RunLayout(run_dir).seed_runs():  # a `train --seeds` run: tune on the seeds' averaged OOF
+        from mtlkaggle.ensemble import ensemble_oof, resolve_members, write_ensemble
+
+        oof = ensemble_oof(spec, resolve_members(spec.name, [run]))
+        write_ensemble(spec, run_dir, oof)
+        console.print(_thresholds_table(oof.thresholds, run_dir))
+        return
     console.print(_thresholds_table(tune_run(spec, run_dir), run_dir))
 
 
