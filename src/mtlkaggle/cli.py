@@ -324,6 +324,13 @@ def train(
     seed: Annotated[
         int | None, typer.Option(help="Seed for init, data order, augmentation and dropout.")
     ] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="Seed ensemble, e.g. 0,1,2: one run per seed under runs/COMP/RUN/seed{S}/, then their "
+            "averaged out-of-fold CV (RUN/ensemble.csv) and thresholds; predict --run RUN averages all."
+        ),
+    ] = None,
     device: Annotated[
         str | None, typer.Option(help="cuda, cuda:1, cpu (default: cuda when available).")
     ] = None,
@@ -336,6 +343,13 @@ def train(
     skip_bad_images: Annotated[
         bool, typer.Option(help="Skip (and count) unreadable images instead of stopping.")
     ] = False,
+    mix: Annotated[
+        str | None,
+        typer.Option(
+            help="Batch mixing of images and every task's target: mixup, cutmix or none "
+            "(default: the spec's [augment] mix; mix_prob, mix_alpha, mix_off_epochs there)."
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Fine-tune a shared timm backbone with one head per task, one model per fold.
@@ -348,7 +362,7 @@ def train(
     """
     from mtlkaggle.engine.runtime import resolve_device
     from mtlkaggle.paths import RunLayout
-    from mtlkaggle.spec import load_spec, with_train_overrides
+    from mtlkaggle.spec import load_spec, with_augment_overrides, with_train_overrides
     from mtlkaggle.train import TrainOptions, run_training
 
     resolve_device(device)  # a bad --device fails before any data or model is loaded
@@ -373,6 +387,7 @@ def train(
         num_workers=num_workers,
         seed=seed,
     )
+    spec = with_augment_overrides(spec, mix=mix)
     options = TrainOptions(
         run_dir=RunLayout.of(spec.name, run).dir,
         device=device,
@@ -380,6 +395,9 @@ def train(
         overwrite=overwrite,
         skip_bad_images=skip_bad_images,
     )
+    if seeds is not None:
+        _train_seeds(spec, fold, seeds, seed, options, jobs, run)
+        return
     outcome = run_training(spec, fold, options, jobs, epochs_given=epochs is not None)
     if not outcome.is_main:
         return
@@ -389,6 +407,26 @@ def train(
     console.print(_scores_table(outcome.summary, title))
     if outcome.thresholds is not None:
         console.print(_thresholds_table(outcome.thresholds, options.run_dir))
+
+
+def _train_seeds(spec, fold: str, seeds: str, seed: int | None, options, jobs: int, run: str) -> None:
+    from mtlkaggle.ensemble import parse_numbers, run_seeds
+    from mtlkaggle.paths import RunLayout
+
+    if seed is not None:
+        raise UserError("--seed and --seeds: pass one (--seeds trains one run per seed)")
+    outcome = run_seeds(spec, fold, parse_numbers(seeds, int, "--seeds"), options, jobs)
+    if not outcome.is_main:
+        return
+    for value, summary in outcome.summaries.items():
+        console.print(
+            _scores_table(summary, f"{spec.name}: run '{run}/seed{value}', best epoch of each fold")
+        )
+    if outcome.ensemble is not None:
+        where = escape(str(RunLayout(options.run_dir).ensemble))
+        console.print(
+            _frame_table(outcome.ensemble, f"out-of-fold CV of each seed and of their average -> {where}")
+        )
 
 
 @app.command()
@@ -410,6 +448,13 @@ def tune(
 
     spec = load_spec(comp, data_dir)
     run_dir = RunLayout.of(spec.name, run).dir
+    if RunLayout(run_dir).seed_runs():  # a `train --seeds` run: tune on the seeds' averaged OOF
+        from mtlkaggle.ensemble import ensemble_oof, resolve_members, write_ensemble
+
+        oof = ensemble_oof(spec, resolve_members(spec.name, [run]))
+        write_ensemble(spec, run_dir, oof)
+        console.print(_thresholds_table(oof.thresholds, run_dir))
+        return
     console.print(_thresholds_table(tune_run(spec, run_dir), run_dir))
 
 
@@ -444,6 +489,16 @@ def predict(
         typer.Argument(help="Competition name or .toml (not needed with --bundle)."),
     ] = None,
     run: Annotated[str, typer.Option(help="Run whose fold checkpoints to ensemble.")] = "main",
+    runs: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated runs to ensemble instead of --run (any backbones and sizes); "
+            "thresholds are tuned on their averaged out-of-fold probabilities."
+        ),
+    ] = None,
+    run_weights: Annotated[
+        str | None, typer.Option(help="One weight per --runs run, e.g. 2,1 (default: equal).")
+    ] = None,
     folds: Annotated[
         str | None, typer.Option(help="Comma-separated folds (default: every trained fold).")
     ] = None,
@@ -516,8 +571,10 @@ def predict(
     if input is not None or competition_files:
         raise UserError("--input and --competition-files need --bundle DIR (from `mtlkaggle export`)")
     spec = load_spec(comp, data_dir)
+    members = _ensemble_members(spec.name, run, runs, run_weights)
     options = PredictOptions(
-        run_dir=RunLayout.of(spec.name, run).dir,
+        members=members,
+        run_dir=members[0].run_dir if runs else RunLayout.of(spec.name, run).dir,
         out_dir=out_dir or submissions_dir(spec.name),
         folds=folds.split(",") if folds else None,
         tta=tta,
@@ -662,6 +719,19 @@ def init(
         return
     path = copy_template(template, name, force)
     console.print(f"[green]ok[/]: {escape(str(path))} (from the packaged template '{escape(template)}')")
+
+
+def _ensemble_members(comp: str, run: str, runs: str | None, run_weights: str | None) -> tuple:
+    """The runs to average: --runs, or the seeds of a `train --seeds` run (empty: --run alone)."""
+    from mtlkaggle.ensemble import parse_numbers, resolve_members
+    from mtlkaggle.paths import RunLayout
+
+    if run_weights and not runs:
+        raise UserError("--run-weights weighs the runs of --runs; pass --runs A,B too")
+    if not runs and not RunLayout.of(comp, run).seed_runs():
+        return ()
+    weights = parse_numbers(run_weights, float, "--run-weights") if run_weights else None
+    return tuple(resolve_members(comp, runs.split(",") if runs else [run], weights))
 
 
 @app.command()
@@ -891,6 +961,10 @@ def download(comp: Comp, data_dir: DataDir = None) -> None:
 def report(
     comp: Comp,
     run: Annotated[str, typer.Option(help="Run to report on.")] = "main",
+    runs: Annotated[
+        str | None, typer.Option(help="Comma-separated runs: report their ensemble's CV instead.")
+    ] = None,
+    run_weights: Annotated[str | None, typer.Option(help="One weight per --runs run.")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Default: reports/COMP/RUN.")] = None,
     submission_dir: Annotated[
         Path | None,
@@ -912,11 +986,21 @@ def report(
     from mtlkaggle.spec import load_spec
 
     spec = load_spec(comp, data_dir)
-    out = out_dir or report_dir(spec.name, run)
-    written = make_report(spec, RunLayout.of(spec.name, run).dir, out, submission_dir)
-    title = f"{escape(spec.name)}: run '{escape(run)}', best epoch of each fold"
-    console.print(_scores_table(written.scores, title))
-    if written.test_scores is not None:
+    out = out_dir or report_dir(spec.name, runs.replace(",", "+") if runs else run)
+    if runs:
+        from mtlkaggle.report import make_ensemble_report
+
+        members = list(_ensemble_members(spec.name, run, runs, run_weights))
+        written = make_ensemble_report(spec, members, out)
+    else:
+        written = make_report(spec, RunLayout.of(spec.name, run).dir, out, submission_dir)
+    if "run" in written.scores.columns:  # an ensemble: one row per member and one for the average
+        title = f"{escape(spec.name)}: out-of-fold CV of each run and the ensemble"
+        console.print(_frame_table(written.scores, title))
+    else:
+        title = f"{escape(spec.name)}: run '{escape(run)}', best epoch of each fold"
+        console.print(_scores_table(written.scores, title))
+    if getattr(written, "test_scores", None) is not None:
         console.print(
             _frame_table(written.test_scores, f"{escape(spec.name)}: run '{escape(run)}', test labels")
         )

@@ -36,8 +36,30 @@ def balanced_pos_weight(y: np.ndarray, cap: float = 50.0) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def soft_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, smoothing: float
+) -> torch.Tensor:
+    """Cross-entropy against class distributions (N, C), e.g. mixup's mixed one-hot targets.
+
+    Label smoothing turns each target ``t`` into ``(1 - e) t + e / C``; with class weights ``w``
+    the mean divides by ``sum_i w . t_i``. For one-hot targets this equals
+    ``F.cross_entropy(logits, labels, weight, label_smoothing=e)`` exactly, and without class
+    weights the loss of ``lam a + (1 - lam) b`` is ``lam L(a) + (1 - lam) L(b)``.
+    """
+    n_classes = logits.shape[1]
+    smoothed = target * (1.0 - smoothing) + smoothing / n_classes
+    log_p = F.log_softmax(logits, dim=1)
+    if weight is None:
+        return -(smoothed * log_p).sum(dim=1).mean()
+    return -(weight * smoothed * log_p).sum() / (target * weight).sum().clamp_min(1e-12)
+
+
 class TaskLoss(nn.Module):
-    """The loss of one task, on logits (classification) or standardized values (regression)."""
+    """The loss of one task, on logits (classification) or standardized values (regression).
+
+    Multiclass targets are class indices (N,) or, after mixing, class distributions (N, C);
+    multi-label targets may be fractional (mixed), regression targets any value.
+    """
 
     def __init__(self, task: TaskSpec, train_targets: np.ndarray):
         super().__init__()
@@ -54,6 +76,8 @@ class TaskLoss(nn.Module):
         output = output.float()
         weight = self.weight if self.weight.numel() else None
         kind, name = self.task.kind, self.task.resolved_loss
+        if kind == "multiclass" and target.is_floating_point():
+            return soft_cross_entropy(output, target.float(), weight, self.task.label_smoothing)
         if kind == "multiclass":
             return F.cross_entropy(output, target, weight=weight, label_smoothing=self.task.label_smoothing)
         if kind == "multilabel":

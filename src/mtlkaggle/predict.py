@@ -4,6 +4,11 @@ Each test image is decoded once; every fold's best model sees the plain view and
 of the batch, and the probabilities (softmax, sigmoid, or regression values in original units)
 are averaged over folds and views. Multiclass tasks take the argmax, multi-label tasks the tuned
 thresholds of ``thresholds.json``.
+
+Ensembles of runs (``--runs``, or a ``train --seeds`` run, see :mod:`mtlkaggle.ensemble`): each
+run's folds share its weight; images are decoded at the largest image size among the runs and
+resized on the device for the others; thresholds are tuned on the averaged out-of-fold
+probabilities and written beside the submission.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class PredictOptions:
     views: list[str] | None = None
     device: str | None = None
     num_workers: int = 2
+    members: tuple = ()  # ensemble.Member: runs to average instead of run_dir alone
 
 
 @dataclass
@@ -180,12 +186,43 @@ def _chosen_folds(run_dir: Path, folds: list[str] | None) -> tuple[dict, list[st
     return available, chosen
 
 
+class _Resized(torch.nn.Module):
+    """A member model trained at another image size: the batch is resized for it on the device."""
+
+    def __init__(self, model: MultiTaskNet, size: int):
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        size = (self.size, self.size)
+        return self.model(F.interpolate(images.float(), size=size, mode="bilinear", antialias=True))
+
+    def probabilities(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return self.model.probabilities(outputs)
+
+
+def _member_models(options: PredictOptions, device: torch.device) -> tuple[list, list[float], Spec, list]:
+    """Every member's fold models, each one's weight (summing to 1), the loading spec, their names."""
+    from mtlkaggle.ensemble import Member
+
+    members = options.members or (Member(options.run_dir, 1.0),)
+    loaded = [(m, *_models(m.run_dir, options.folds, device)) for m in members]
+    largest = max((trained for _, _, trained, _ in loaded), key=lambda t: t.train.img_size)
+    models, weights, names = [], [], []
+    for member, fold_models, trained, folds in loaded:
+        size = trained.train.img_size
+        models += [m if size == largest.train.img_size else _Resized(m, size) for m in fold_models]
+        weights += [member.weight / len(fold_models)] * len(fold_models)
+        names += folds if len(members) == 1 else [f"{member.label}/fold{f}" for f in folds]
+    return models, weights, largest, names
+
+
 @torch.no_grad()
 def predict_ensemble(spec: Spec, options: PredictOptions) -> Ensemble:
     """Average probabilities over every fold's best model and every view of each test image."""
     check_options(options)
     device = resolve_device(options.device)
-    models, trained, folds = _models(options.run_dir, options.folds, device)
+    models, weights, trained, folds = _member_models(options, device)
     views = _views(spec, options)
     table = read_split(spec, "test", labelled=False)
     transform = build_transforms(trained, trained.train.img_size, train=False)
@@ -208,11 +245,11 @@ def predict_ensemble(spec: Spec, options: PredictOptions) -> Ensemble:
         for batch in _checked(loader):
             images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory)
             rows = slice(start, start + images.shape[0])
-            for name, total in ensemble_batch(models, views, images, autocast).items():
+            for name, total in ensemble_batch(models, views, images, autocast, weights).items():
                 sums[name][rows] += total
             start += images.shape[0]
             progress.advance(bar, images.shape[0])
-    scale = 1.0 / (len(models) * len(views))
+    scale = 1.0 / len(views)  # the weights sum to 1
     probs = {}
     for task in spec.tasks:
         p = (sums[task.name] * scale).cpu().numpy()
@@ -220,16 +257,19 @@ def predict_ensemble(spec: Spec, options: PredictOptions) -> Ensemble:
     return Ensemble(table.ids, probs, folds, views)
 
 
-def ensemble_batch(models: list[MultiTaskNet], views: list[str], images: torch.Tensor, autocast) -> dict:
-    """Sum of every model's probabilities over every view of one batch, per task (N, size)."""
+def ensemble_batch(
+    models: list[MultiTaskNet], views: list[str], images: torch.Tensor, autocast, weights=None
+) -> dict:
+    """Sum of every model's probabilities (times its weight, if given) over every view of one
+    batch, per task (N, size)."""
     sums: dict[str, torch.Tensor] = {}
     for view in views:
         x = apply_view(images, view)
-        for model in models:
+        for k, model in enumerate(models):
             with autocast():
                 probs = model.probabilities(model(x))
             for name, p in probs.items():
-                p = p.float().reshape(p.shape[0], -1)
+                p = p.float().reshape(p.shape[0], -1) * (weights[k] if weights is not None else 1.0)
                 sums[name] = sums[name] + p if name in sums else p
     return sums
 
@@ -253,11 +293,28 @@ def decide_all(spec: Spec, ensemble: Ensemble) -> dict[str, np.ndarray]:
     return out
 
 
+def _thresholds(spec: Spec, options: PredictOptions) -> dict[str, np.ndarray]:
+    """One run's tuned thresholds; an ensemble's, tuned now on its averaged out-of-fold probabilities."""
+    if len(options.members) <= 1:
+        run_dir = options.members[0].run_dir if options.members else options.run_dir
+        return load_thresholds(spec, run_dir)
+    if not any(t.kind == "multilabel" for t in spec.tasks):
+        return {}
+    from mtlkaggle.ensemble import ensemble_oof
+
+    tuned = ensemble_oof(spec, list(options.members)).thresholds
+    write_json_atomic(options.out_dir / "thresholds.json", {k: r.to_json() for k, r in tuned.items()})
+    return {name: r.thresholds for name, r in tuned.items()}
+
+
 def run_predict(spec: Spec, options: PredictOptions) -> tuple[Ensemble, list[Path]]:
     """Predict the test set and write the submission files, raw probabilities and config."""
+    from mtlkaggle.ensemble import Member
+
     check_options(options)
-    _chosen_folds(options.run_dir, options.folds)
-    thresholds = load_thresholds(spec, options.run_dir)  # a damaged file fails before the slow part
+    for member in options.members or (Member(options.run_dir, 1.0),):
+        _chosen_folds(member.run_dir, options.folds)  # an untrained run says so first
+    thresholds = _thresholds(spec, options)  # a damaged file fails before the slow part
     ensemble = predict_ensemble(spec, options)
     ensemble.thresholds = thresholds
     predictions = decide_all(spec, ensemble)
@@ -271,6 +328,7 @@ def run_predict(spec: Spec, options: PredictOptions) -> tuple[Ensemble, list[Pat
         {
             "spec": spec.model_dump(mode="json"),
             "run": str(options.run_dir),
+            "members": [{"run": str(m.run_dir), "weight": m.weight} for m in options.members],
             "folds": ensemble.folds,
             "views": ensemble.views,
             "thresholds": {k: [round(float(t), 6) for t in v] for k, v in ensemble.thresholds.items()},

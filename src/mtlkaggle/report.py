@@ -156,10 +156,11 @@ def plot_distributions(spec: Spec, out: Path) -> Path:
     return _save(fig, out / "class_distribution.png")
 
 
-def plot_curves(spec: Spec, folder: Path, out: Path) -> Path:
-    """One fold's training curves (see :func:`curves_figure`) as ``curves_fold{K}.png``."""
-    fig = curves_figure(spec, read_metrics(spec, folder / "metrics.csv"), f"{spec.name} {folder.name}")
-    return _save(fig, out / f"curves_{folder.name}.png")
+def plot_curves(spec: Spec, folder: Path, out: Path, name: str | None = None) -> Path:
+    """One fold's training curves (see :func:`curves_figure`) as ``curves_{NAME or fold folder}.png``."""
+    label = name or folder.name
+    fig = curves_figure(spec, read_metrics(spec, folder / "metrics.csv"), f"{spec.name} {label}")
+    return _save(fig, out / f"curves_{label}.png")
 
 
 def _weights_change(spec: Spec, m: pd.DataFrame) -> bool:
@@ -296,6 +297,11 @@ def make_report(spec: Spec, run_dir: Path, out: Path, submission_dir: Path | Non
     competition keeps test labels and ``submission_dir`` (default ``submissions/COMP``) holds
     files predicted from this run, they are scored too.
     """
+    seeds = RunLayout(run_dir).seed_runs()
+    if seeds:
+        from mtlkaggle.ensemble import Member
+
+        return make_ensemble_report(spec, [Member(s.dir, 1.0 / len(seeds)) for s in seeds], out)
     saved = read_run_config(spec, run_dir)
     if saved is not None:
         spec = spec.model_copy(update={"train": saved.train})
@@ -310,18 +316,51 @@ def make_report(spec: Spec, run_dir: Path, out: Path, submission_dir: Path | Non
     _, targets, probs = collect_oof(spec, run_dir)
     thresholds_path = RunLayout(run_dir).thresholds
     tuned = read_thresholds_file(spec, thresholds_path) if thresholds_path.exists() else {}
-    for task in spec.tasks:
-        y, p = targets[task.name], probs[task.name]
-        if task.kind == "multiclass":
-            report.figures.append(plot_confusion(task, y, p, out))
-        elif task.kind == "multilabel":
-            th = np.array(tuned[task.name]["thresholds"]) if task.name in tuned else 0.5
-            report.figures.append(plot_label_f1(task, y, p, th, out))
-        else:
-            report.figures.append(plot_regression(task, y, p, out))
+    report.figures += _oof_figures(spec, targets, probs, tuned, out)
     label_thresholds = _label_thresholds(spec, tuned, targets, probs)
     text = _markdown(spec, run_dir, report, tuned, label_thresholds, submission_dir, read_skipped(run_dir))
     write_text_atomic(out / "report.md", text)
+    return report
+
+
+def _oof_figures(spec: Spec, targets: dict, probs: dict, tuned: dict, out: Path) -> list[Path]:
+    figures = []
+    for task in spec.tasks:
+        y, p = targets[task.name], probs[task.name]
+        if task.kind == "multiclass":
+            figures.append(plot_confusion(task, y, p, out))
+        elif task.kind == "multilabel":
+            th = np.array(tuned[task.name]["thresholds"]) if task.name in tuned else 0.5
+            figures.append(plot_label_f1(task, y, p, th, out))
+        else:
+            figures.append(plot_regression(task, y, p, out))
+    return figures
+
+
+def make_ensemble_report(spec: Spec, members: list, out: Path) -> Report:
+    """The report of an ensemble (a ``train --seeds`` run, or ``report --runs``): the pooled
+    out-of-fold CV of each member and of the weighted average, each member's per-fold scores and
+    curves, and the figures of the averaged out-of-fold probabilities."""
+    from mtlkaggle.ensemble import ensemble_oof
+
+    oof = ensemble_oof(spec, members)
+    report = Report(out, scores=oof.table)
+    out.mkdir(parents=True, exist_ok=True)
+    report.figures.append(plot_distributions(spec, out))
+    parts = [f"# {spec.name}: ensemble of {len(members)} run(s)", "", spec.description, ""]
+    parts += ["## Out-of-fold CV: each member and the ensemble (pooled over folds)", ""]
+    parts += [_markdown_table(oof.table), ""]
+    for member in members:
+        layout = RunLayout(member.run_dir)
+        per_fold = _markdown_table(fold_scores(spec, layout.dir))
+        parts += [f"## `{member.label}`: each fold's best epoch", "", per_fold, ""]
+        for fold in layout.trained_folds():
+            name = f"{member.label.replace('/', '_')}_{fold.dir.name}"
+            report.figures.append(plot_curves(spec, fold.dir, out, name))
+    tuned = {name: r.to_json() for name, r in oof.thresholds.items()}
+    report.figures += _oof_figures(spec, oof.targets, oof.probs, tuned, out)
+    parts += ["## Figures", ""] + [f"![{fig.stem}]({fig.name})" for fig in report.figures]
+    write_text_atomic(out / "report.md", "\n".join(parts) + "\n")
     return report
 
 

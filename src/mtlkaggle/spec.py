@@ -182,6 +182,16 @@ class AugmentSpec(_Strict):
     shift: float = Field(0.03, ge=0, le=0.5)
     color_jitter: float = Field(0.1, ge=0, le=1)
     eval_resize: Literal["pad", "squash"] = "squash"  # as the training crops are resized
+    # batch mixing (see mixing.py): every task's target is mixed with the images
+    mix: Literal["none", "mixup", "cutmix"] = "none"
+    mix_prob: float = Field(1.0, ge=0, le=1)  # share of batches that are mixed
+    mix_alpha: float | None = Field(None, gt=0)  # Beta(alpha, alpha); default 0.2 mixup, 1.0 cutmix
+    mix_off_epochs: int = Field(0, ge=0)  # the last epochs train unmixed
+
+    @property
+    def resolved_mix_alpha(self) -> float:
+        """``mix_alpha``, or the usual value for the chosen mix (mixup 0.2, cutmix 1.0)."""
+        return self.mix_alpha if self.mix_alpha is not None else (1.0 if self.mix == "cutmix" else 0.2)
 
 
 class TrainSpec(_Strict):
@@ -300,6 +310,21 @@ def with_train_overrides(spec: Spec, **overrides: object) -> Spec:
         first = e.errors()[0]
         raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
     return spec.model_copy(update={"train": train})
+
+
+def with_augment_overrides(spec: Spec, **overrides: object) -> Spec:
+    """A copy of ``spec`` whose ``augment`` fields are replaced by the non-None ``overrides``.
+
+    Raises:
+        UserError: when an override is not allowed (e.g. ``--mix blend``).
+    """
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        augment = AugmentSpec.model_validate({**spec.augment.model_dump(), **changes})
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+    return spec.model_copy(update={"augment": augment})
 
 
 def resolve_spec_path(comp: str, root: Path | None = None) -> Path:

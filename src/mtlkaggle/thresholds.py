@@ -261,6 +261,16 @@ def tune_run(spec: Spec, run_dir: Path) -> dict[str, ThresholdResult]:
     for ``mean_f1``.
     """
     _, targets, probs = collect_oof(spec, run_dir)
+    results = tune_probabilities(spec, targets, probs)
+    write_json_atomic(RunLayout(run_dir).thresholds, {name: r.to_json() for name, r in results.items()})
+    return results
+
+
+def tune_probabilities(
+    spec: Spec, targets: dict[str, np.ndarray], probs: dict[str, np.ndarray]
+) -> dict[str, ThresholdResult]:
+    """Tune every multi-label task's thresholds on given out-of-fold targets and probabilities
+    (one run's, or an ensemble's averaged ones)."""
     grid = candidate_grid(spec.predict.threshold_candidates)
     results = {}
     for task in spec.tasks:
@@ -270,7 +280,6 @@ def tune_run(spec: Spec, run_dir: Path) -> dict[str, ThresholdResult]:
         results[task.name] = tune_thresholds(
             targets[task.name], probs[task.name], metric, grid, at_least_one=task.at_least_one
         )
-    write_json_atomic(RunLayout(run_dir).thresholds, {name: r.to_json() for name, r in results.items()})
     return results
 
 

@@ -162,10 +162,12 @@ def _check_same_recipe(spec: Spec, files: FoldLayout) -> None:
     from mtlkaggle.readback import read_json_object
 
     config = read_json_object(files.config, "start the fold again with --overwrite", "fold config")
-    saved = config.get("spec", {}).get("train") if isinstance(config.get("spec"), dict) else None
+    saved_spec = config.get("spec") if isinstance(config.get("spec"), dict) else {}
+    saved = saved_spec.get("train")
     if not isinstance(saved, dict):
         raise UserError(f"{files.config}: no spec.train section; start the fold again with --overwrite")
-    current = spec.train.model_dump(mode="json")
+    saved = saved | _mix_fields(saved_spec.get("augment") or {})
+    current = spec.train.model_dump(mode="json") | _mix_fields(spec.augment.model_dump(mode="json"))
     changed = sorted(k for k in current if k not in _RESUMABLE_CHANGES and saved.get(k) != current[k])
     if changed:
         details = ", ".join(f"{k}: {saved.get(k)} -> {current[k]}" for k in changed)
@@ -173,6 +175,15 @@ def _check_same_recipe(spec: Spec, files: FoldLayout) -> None:
             f"{files.dir} was trained with other settings ({details}); resume with the same options, "
             "or pass --overwrite to start again"
         )
+
+
+def _mix_fields(augment: dict) -> dict:
+    """The batch-mixing fields of an [augment] section, defaults filled in for runs saved before
+    they existed (mixed batches are part of the recipe a resume must keep)."""
+    from mtlkaggle.spec import AugmentSpec
+
+    full = AugmentSpec().model_dump(mode="json") | augment
+    return {k: v for k, v in full.items() if k.startswith("mix")}
 
 
 def _versions() -> dict[str, str]:

@@ -256,7 +256,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(self._batches(self.train_loader)):
             if "image" in batch:
-                images, targets = self._to_device(batch)
+                images, targets = self._mix(*self._to_device(batch), i)
                 last_micro = (i + 1) % spec.train.accumulate == 0 or i + 1 == n_batches
                 with self._maybe_no_sync(last_micro):
                     total, losses, outputs = self.step_fn(images, targets)
@@ -304,6 +304,17 @@ class Trainer:
             y = batch[task.name].to(self.device, non_blocking=True)
             targets[task.name] = self.model.standardize(task.name, y) if task.kind == "regression" else y
         return images, targets
+
+    def _mix(self, images: torch.Tensor, targets: dict[str, torch.Tensor], batch: int):
+        """Mixup/CutMix when the spec asks for it this epoch (draws seeded by seed, epoch, rank, batch)."""
+        from mtlkaggle.mixing import mix_batch, mix_seed, mixing_active
+
+        t, epoch = self.spec.train, self.state.epoch
+        if not mixing_active(self.spec.augment, epoch, t.epochs):
+            return images, targets
+        rng = mix_seed(t.seed, epoch, self.runtime.rank, batch)
+        mixed = mix_batch(images, targets, self.spec.tasks, self.spec.augment, rng)
+        return mixed.images, mixed.targets
 
     def _maybe_no_sync(self, sync: bool):
         """Skip DDP's gradient all-reduce on accumulation micro-batches before the last."""
