@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -83,6 +84,32 @@ def gather_objects(obj: Any, runtime: Runtime) -> list[Any]:
     out: list[Any] = [None] * runtime.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+def gather_rows(
+    rows: list[torch.Tensor], kept: dict[str, list[torch.Tensor]], runtime: Runtime
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every rank's row indices and per-task outputs, each row once, in row order.
+
+    Args:
+        rows: This rank's batches of row indices.
+        kept: This rank's batches of outputs per task, aligned with ``rows``.
+        runtime: The process's place in the run.
+
+    Returns:
+        The sorted row indices of all ranks and the outputs of those rows (rows that training's
+        padding repeated are kept once).
+    """
+    local = (
+        torch.cat(rows).numpy() if rows else np.zeros(0, np.int64),
+        {n: torch.cat(v).cpu().numpy() if v else None for n, v in kept.items()},
+    )
+    parts = [p for p in gather_objects(local, runtime) if len(p[0])]
+    if not parts:
+        return np.zeros(0, np.int64), {}
+    index = np.concatenate([p[0] for p in parts])
+    order, first = np.unique(index, return_index=True)
+    return order, {n: np.concatenate([p[1][n] for p in parts])[first] for n in kept}
 
 
 def barrier(runtime: Runtime) -> None:

@@ -25,6 +25,7 @@ from mtlkaggle.data.labels import LabelTable
 from mtlkaggle.data.loading import LoaderConfig, make_loader
 from mtlkaggle.engine import distributed as dist
 from mtlkaggle.engine.checkpoint import load_checkpoint, save_checkpoint
+from mtlkaggle.engine.freeze import freeze_task, stalled_tasks
 from mtlkaggle.engine.optim import LRSchedule, param_groups
 from mtlkaggle.engine.runtime import Runtime, autocast_for, epoch_seed, rng_state, set_rng_state
 from mtlkaggle.errors import UserError
@@ -280,7 +281,7 @@ class Trainer:
         sums = dist.sum_across(sums, rt)
         means = (sums[:-1] / max(float(sums[-1]), 1.0)).tolist()
         stats = {"loss": means[0], **{f"loss/{n}": v for n, v in zip(names, means[1:], strict=True)}}
-        index, probs = self._gather_rows(rows, kept)
+        index, probs = dist.gather_rows(rows, kept, self.runtime)
         if len(index):
             stats.update(score_all(spec, self.train_table.subset(index).targets, probs))
         return stats, seconds
@@ -369,22 +370,6 @@ class Trainer:
             for name in self.state.frozen:
                 self.model.heads[name].eval()
 
-    def _gather_rows(
-        self, rows: list[torch.Tensor], kept: dict[str, list[torch.Tensor]]
-    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Every rank's (row index, probabilities), each row once, in row order."""
-        local = (
-            torch.cat(rows).numpy() if rows else np.zeros(0, np.int64),
-            {n: torch.cat(v).cpu().numpy() if v else None for n, v in kept.items()},
-        )
-        parts = [p for p in dist.gather_objects(local, self.runtime) if len(p[0])]
-        if not parts:
-            return np.zeros(0, np.int64), {}
-        index = np.concatenate([p[0] for p in parts])
-        order, first = np.unique(index, return_index=True)  # padding repeats a few rows
-        probs = {n: np.concatenate([p[1][n] for p in parts])[first] for n in kept}
-        return order, probs
-
     # ------------------------------------------------------------------ validation
 
     @torch.no_grad()
@@ -419,7 +404,7 @@ class Trainer:
             indices.append(batch["index"])
         progress.remove_task(bar)
         loss_sum = dist.sum_across(loss_sum, self.runtime)
-        order, probs = self._gather_rows(indices, outputs)
+        order, probs = dist.gather_rows(indices, outputs, self.runtime)
         rows = self.val_table.subset(order)
         scores = score_all(self.spec, rows.targets, probs) if len(order) else {}
         losses = dict(zip(names, (loss_sum[:-1] / max(float(loss_sum[-1]), 1.0)).tolist(), strict=True))
@@ -453,47 +438,24 @@ class Trainer:
     # ------------------------------------------------------------------ early freeze
 
     def early_freeze(self, val_losses: dict[str, float]) -> list[str]:
-        """Track each task's validation loss; freeze tasks that stopped improving.
+        """Track each task's validation loss; freeze the tasks that stopped improving.
 
-        A task whose loss has not improved for ``early_freeze`` epochs gets the backbone, neck and
-        its head restored from its best epoch; these are then frozen, and only the remaining
-        tasks' heads keep training. Every rank sees the same gathered losses, so every rank
-        freezes the same tasks. Returns the tasks frozen this epoch.
+        See :mod:`mtlkaggle.engine.freeze`. Every rank sees the same gathered losses, so every
+        rank freezes the same tasks. Returns the tasks frozen this epoch.
         """
         patience = self.spec.train.early_freeze
         if not patience:
             return []
-        newly = []
-        for name, loss in val_losses.items():
-            if name in self.state.frozen:
-                continue
-            if loss < self.state.task_best_loss.get(name, math.inf):
-                self.state.task_best_loss[name] = loss
-                self.state.task_bad[name] = 0
-                self.task_best_state[name] = {
-                    k: v.detach().cpu().clone() for k, v in self.eval_model.state_dict().items()
-                }
-            else:
-                self.state.task_bad[name] = self.state.task_bad.get(name, 0) + 1
-                if self.state.task_bad[name] >= patience:
-                    newly.append(name)
+        newly = stalled_tasks(self.state, self.task_best_state, val_losses, patience, self.eval_model)
         for name in newly:
             self.freeze(name)
         return newly
 
     def freeze(self, name: str) -> None:
         """Restore task ``name``'s best backbone, neck and head, and freeze them."""
-        best = self.task_best_state[name]
-        restore = {
-            k: v for k, v in best.items() if not k.startswith("heads.") or k.startswith(f"heads.{name}.")
-        }
-        for model in {id(self.model): self.model, id(self.eval_model): self.eval_model}.values():
-            model.load_state_dict(restore, strict=False)
-        for module in (self.model.backbone, self.model.neck, self.model.heads[name]):
-            for p in module.parameters():
-                p.requires_grad_(False)
+        models = list({id(self.model): self.model, id(self.eval_model): self.eval_model}.values())
+        freeze_task(name, self.task_best_state[name], models, self.criterion)
         self.state.frozen.append(name)
-        self.criterion.active[[t.name for t in self.spec.tasks].index(name)] = 0.0
         self.step_fn = dist.wrap(self.step_module, self.runtime)  # DDP reduces only trainable parameters
 
     # ------------------------------------------------------------------ checkpoints and logs
