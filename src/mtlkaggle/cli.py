@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,21 @@ err_console = Console(stderr=True)
 Comp = Annotated[str, typer.Argument(help="Competition name under competition/ or path to a .toml file.")]
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Folder holding the data (overrides the spec's data_dir).")
+]
+
+
+class _Place(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    device = "device"
+
+
+AugmentOn = Annotated[
+    _Place | None,
+    typer.Option(
+        help="Decode and augment in CPU workers (albumentations) or batched on the training device "
+        "(default: the spec's [augment] on, auto = device on CUDA)."
+    ),
 ]
 
 
@@ -253,7 +269,10 @@ def train(
     compile: Annotated[
         bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")
     ] = None,
-    num_workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.")] = None,
+    num_workers: Annotated[
+        int | None, typer.Option(help="DataLoader worker processes (default: usable CPUs - 1, at most 16).")
+    ] = None,
+    augment_on: AugmentOn = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed for init, data order, augmentation and dropout.")
     ] = None,
@@ -306,6 +325,8 @@ def train(
         num_workers=num_workers,
         seed=seed,
     )
+    if augment_on is not None:
+        spec = spec.model_copy(update={"augment": spec.augment.model_copy(update={"on": augment_on.value})})
     options = TrainOptions(
         run_dir=RunLayout.of(spec.name, run).dir,
         device=device,
@@ -382,7 +403,10 @@ def predict(
     ] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Where to write (default: submissions/COMP).")] = None,
     device: Annotated[str | None, typer.Option(help="cuda, cpu (default: cuda when available).")] = None,
-    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.")] = 2,
+    num_workers: Annotated[
+        int | None, typer.Option(help="DataLoader worker processes (default: usable CPUs - 1, at most 16).")
+    ] = None,
+    augment_on: AugmentOn = None,
     data_dir: DataDir = None,
 ) -> None:
     """Predict the test set with the fold ensemble (x TTA) and write the submission files.
@@ -406,6 +430,7 @@ def predict(
         views=views.split(",") if views else None,
         device=device,
         num_workers=num_workers,
+        augment_on=augment_on.value if augment_on else spec.augment.on,
     )
     ensemble, written = run_predict(spec, options)
     table = Table(

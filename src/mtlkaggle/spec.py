@@ -182,6 +182,9 @@ class AugmentSpec(_Strict):
     shift: float = Field(0.03, ge=0, le=0.5)
     color_jitter: float = Field(0.1, ge=0, le=1)
     eval_resize: Literal["pad", "squash"] = "squash"  # as the training crops are resized
+    # where decoding and augmentation run: 'device' (batched on the training device, see
+    # data/device.py), 'cpu' (albumentations in DataLoader workers), 'auto' (device on CUDA)
+    on: Literal["auto", "cpu", "device"] = "auto"
 
 
 class TrainSpec(_Strict):
@@ -212,7 +215,7 @@ class TrainSpec(_Strict):
     channels_last: bool = True
     neck: int = Field(0, ge=0)
     drop_rate: float = Field(0.2, ge=0, lt=1)
-    num_workers: int = Field(2, ge=0)
+    num_workers: int | None = Field(None, ge=0)  # None: the usable CPUs minus one, at most 16
     seed: int = 42
     n_splits: int = Field(5, ge=2)
 

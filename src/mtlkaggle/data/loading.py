@@ -156,12 +156,13 @@ class LoaderConfig:
 
     img_size: int
     batch_size: int  # per process
-    num_workers: int
+    num_workers: int | None  # None: default_workers()
     seed: int
     train: bool
     pin_memory: bool = False
     rank: int = 0
     world_size: int = 1
+    on_device: bool = False  # workers read bytes only; data.device.DevicePipeline does the rest
 
 
 def make_loader(spec: Spec, table: LabelTable, config: LoaderConfig) -> DataLoader:
@@ -169,20 +170,26 @@ def make_loader(spec: Spec, table: LabelTable, config: LoaderConfig) -> DataLoad
 
     Worker processes get one thread each and a base seed from a generator of their own, so
     starting workers never draws from the global torch RNG (dropout's): a resumed run sees the
-    same dropout masks as an uninterrupted one, whatever the worker count.
+    same dropout masks as an uninterrupted one, whatever the worker count. With
+    ``config.on_device`` the batches hold encoded bytes (see :mod:`mtlkaggle.data.device`).
     """
-    transform = build_transforms(spec, config.img_size, config.train)
-    dataset = ImageDataset(table, transform, config.img_size)
+    if config.on_device:
+        from mtlkaggle.data.device import EncodedDataset, collate_encoded
+
+        dataset, collate_fn = EncodedDataset(table), collate_encoded
+    else:
+        transform = build_transforms(spec, config.img_size, config.train)
+        dataset, collate_fn = ImageDataset(table, transform, config.img_size), collate
     sampler = SeededSampler(
         len(table), config.seed, config.train, config.rank, config.world_size, pad=config.train
     )
-    workers = config.num_workers
+    workers = default_workers() if config.num_workers is None else config.num_workers
     return DataLoader(
         dataset,
         batch_size=config.batch_size,
         sampler=sampler,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=collate_fn,
         pin_memory=config.pin_memory,
         drop_last=config.train and len(sampler) > config.batch_size,
         persistent_workers=workers > 0,
