@@ -18,7 +18,14 @@ from torch.utils.data import DataLoader
 
 from mtlkaggle.data.device import DevicePipeline, EncodedDataset, collate_encoded, resolve_augment_on
 from mtlkaggle.data.labels import LabelTable, read_split
-from mtlkaggle.data.loading import ImageDataset, build_transforms, collate, default_workers, init_worker
+from mtlkaggle.data.loading import (
+    ImageDataset,
+    build_transforms,
+    collate,
+    default_workers,
+    init_reader,
+    init_worker,
+)
 from mtlkaggle.engine.checkpoint import load_fold_model
 from mtlkaggle.engine.runtime import autocast_for, resolve_device
 from mtlkaggle.errors import UserError
@@ -182,11 +189,11 @@ def _test_loader(
     size = trained.train.img_size
     workers = default_workers() if options.num_workers is None else options.num_workers
     if resolve_augment_on(options.augment_on, device) == "device":
-        dataset, collate_fn = EncodedDataset(table), collate_encoded
+        dataset, collate_fn, init = EncodedDataset(table), collate_encoded, init_reader
         prepare = DevicePipeline(trained, size, False, device, trained.train.channels_last)
     else:
         dataset = ImageDataset(table, build_transforms(trained, size, train=False), size)
-        collate_fn, prepare = collate, None
+        collate_fn, prepare, init = collate, None, init_worker
     loader = DataLoader(
         dataset,
         batch_size=spec.predict.batch_size,
@@ -195,7 +202,7 @@ def _test_loader(
         pin_memory=device.type == "cuda",
         persistent_workers=False,  # one pass
         prefetch_factor=4 if workers > 0 else None,
-        worker_init_fn=init_worker if workers > 0 else None,
+        worker_init_fn=init if workers > 0 else None,
     )
     return loader, prepare
 

@@ -12,14 +12,14 @@ DataLoader workers hand over each image's encoded bytes (:class:`EncodedDataset`
   only, whatever the worker count. Crop and resize are one ``torchvision.ops.roi_align`` call
   (adaptive sampling averages several points per output pixel when shrinking, so full-size
   decodes do not alias); rotation, shift and flips are one ``affine_grid``/``grid_sample`` with
-  reflection; colour jitter is a per-sample 3x3 colour matrix plus a contrast blend.
+  reflection; colour jitter is per-sample scales and blends plus an HSV hue turn, on the batch.
 
 Differences from the albumentations reference, by design (the tests hold both paths to these):
 crops are taken from the full-size decode rather than libjpeg's draft (same relative crop
 distribution); resampling is roi_align's averaged bilinear rather than OpenCV's bilinear;
 reflection repeats the edge pixel (OpenCV's BORDER_REFLECT_101 does not); colour jitter runs in
-the fixed order brightness, contrast, saturation, hue (albumentations shuffles it), and hue turns
-in YIQ space rather than in HSV. kornia would give the same operations at the cost of a
+the fixed order brightness, contrast, saturation, hue (albumentations shuffles it) on floats
+(OpenCV on uint8, hue in 2-degree steps). kornia would give the same operations at the cost of a
 dependency; torchvision already ships all of them.
 """
 
@@ -192,7 +192,7 @@ class DevicePipeline:
             return x
         on = u[:, 0] < 0.8
         b, k, s = (np.where(on, 1 + (2 * u[:, j] - 1) * c, 1.0) for j in (1, 2, 3))
-        hue = np.where(on, (2 * u[:, 4] - 1) * (c / 4) * 2 * math.pi, 0.0)
+        hue = np.where(on, (2 * u[:, 4] - 1) * (c / 4), 0.0)  # a fraction of the colour circle
         gray = torch.tensor(_GRAY, device=self.device, dtype=x.dtype)
 
         def per_sample(v: np.ndarray) -> torch.Tensor:
@@ -203,8 +203,7 @@ class DevicePipeline:
         x = (x * per_sample(k) + mean[:, None, None, None] * (1 - per_sample(k))).clamp_(0, 255)
         luma = torch.einsum("nchw,c->nhw", x, gray)[:, None]
         x = (x * per_sample(s) + luma * (1 - per_sample(s))).clamp_(0, 255)
-        matrix = torch.from_numpy(_hue_matrices(hue)).to(self.device, x.dtype)
-        return torch.einsum("nij,njhw->nihw", matrix, x)
+        return _shift_hue(x, torch.from_numpy(hue).to(self.device, x.dtype))
 
 
 def _per_row(value: Any, n: int) -> bool:
@@ -360,13 +359,23 @@ def _pad_stack(images: list[torch.Tensor]) -> torch.Tensor:
     return buffer
 
 
-def _hue_matrices(angle: np.ndarray) -> np.ndarray:
-    """RGB -> RGB matrices (N, 3, 3) that turn the hue by ``angle`` radians in YIQ space."""
-    to_yiq = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-    from_yiq = np.linalg.inv(to_yiq)
-    cos, sin = np.cos(angle), np.sin(angle)
-    turn = np.zeros((len(angle), 3, 3))
-    turn[:, 0, 0] = 1
-    turn[:, 1, 1], turn[:, 1, 2] = cos, -sin
-    turn[:, 2, 1], turn[:, 2, 2] = sin, cos
-    return from_yiq[None] @ turn @ to_yiq[None]
+def _shift_hue(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Turn each image's hue by ``shift`` (N,) of the circle in HSV, keeping value and chroma."""
+    top, bottom = x.amax(1), x.amin(1)
+    chroma = top - bottom
+    safe = torch.where(chroma > 0, chroma, torch.ones_like(chroma))
+    r, g, b = ((top - c) / safe for c in x.unbind(1))
+    red, green = top == x[:, 0], (top == x[:, 1]) & (top != x[:, 0])
+    blue = ~(red | green)
+    hue = (red * (b - g) + green * (2 + r - b) + blue * (4 + g - r)) / 6
+    hue = torch.remainder(hue + shift[:, None, None], 1.0) * 6
+    sector = torch.floor(hue)
+    f = hue - sector
+    rising, falling = bottom + chroma * f, top - chroma * f
+    # per sector (0..5), which of (top, rising, falling, bottom) each channel takes
+    table = torch.tensor(
+        [[0, 2, 3, 3, 1, 0], [1, 0, 0, 2, 3, 3], [3, 3, 1, 0, 0, 2]], device=x.device
+    )  # (3 channels, 6 sectors)
+    levels = torch.stack([top, rising, falling, bottom], 1)  # (N, 4, H, W)
+    pick = table[:, sector.long().clamp(0, 5)]  # (3, N, H, W)
+    return torch.gather(levels, 1, pick.permute(1, 0, 2, 3))

@@ -176,10 +176,10 @@ def make_loader(spec: Spec, table: LabelTable, config: LoaderConfig) -> DataLoad
     if config.on_device:
         from mtlkaggle.data.device import EncodedDataset, collate_encoded
 
-        dataset, collate_fn = EncodedDataset(table), collate_encoded
+        dataset, collate_fn, init = EncodedDataset(table), collate_encoded, init_reader
     else:
         transform = build_transforms(spec, config.img_size, config.train)
-        dataset, collate_fn = ImageDataset(table, transform, config.img_size), collate
+        dataset, collate_fn, init = ImageDataset(table, transform, config.img_size), collate, init_worker
     sampler = SeededSampler(
         len(table), config.seed, config.train, config.rank, config.world_size, pad=config.train
     )
@@ -194,7 +194,7 @@ def make_loader(spec: Spec, table: LabelTable, config: LoaderConfig) -> DataLoad
         drop_last=config.train and len(sampler) > config.batch_size,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
-        worker_init_fn=init_worker if workers > 0 else None,
+        worker_init_fn=init if workers > 0 else None,
         generator=torch.Generator().manual_seed(config.seed),
     )
 
@@ -204,6 +204,12 @@ def init_worker(_: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def init_reader(_: int) -> None:
+    """One thread per worker that only reads files (the device path): OpenCV is left alone, since
+    setting its pool in a process forked from one that used it can hang."""
     torch.set_num_threads(1)
 
 
