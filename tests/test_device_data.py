@@ -229,3 +229,40 @@ def test_train_and_predict_on_the_device_path_from_the_cli(tiny_spec, workspace,
     assert result.exit_code == 0, result.output
     probs = pd.read_csv(workspace / "submissions/demo/probabilities.csv")
     assert len(probs) == 24 and probs.drop(columns=probs.columns[0]).notna().all().all()
+
+
+class _SlowTransform:
+    """The real albumentations pipeline, plus 100 ms a sample: a loader the model must wait on."""
+
+    def __init__(self, transform):
+        self.transform = transform
+
+    def __call__(self, **kwargs):
+        import time
+
+        time.sleep(0.1)
+        return self.transform(**kwargs)
+
+
+@pytest.mark.slow
+def test_a_run_that_waits_on_data_says_so_once_with_the_option(tiny_spec, workspace):
+    import io
+
+    from rich.console import Console
+
+    from mtlkaggle.progress import make_progress
+    from mtlkaggle.spec import with_train_overrides
+    from mtlkaggle.train import TrainOptions, build_trainer
+
+    spec = with_train_overrides(tiny_spec, epochs=2)
+    trainer = build_trainer(spec, "0", TrainOptions(workspace / "runs/slow", device="cpu"))
+    dataset = trainer.train_loader.dataset
+    dataset.transform = _SlowTransform(dataset.transform)
+    out = io.StringIO()
+    with make_progress(Console(file=out, width=200)) as progress:
+        trainer.fit(progress)
+    text = out.getvalue()
+    assert text.count("waited on data") == 1, text
+    assert "--num-workers" in text or "--augment-on device" in text
+    metrics = pd.read_csv(workspace / "runs/slow/fold0/metrics.csv")
+    assert (metrics["data_wait"] > 0.3).all() and (metrics["img_per_s"] > 0).all()
