@@ -87,16 +87,16 @@ def _full(run: Trainer) -> tuple[float, float]:
 
 def _cache(run: Trainer, size: int) -> None:
     """Swap the training loader for one over images decoded and resized once, held in memory."""
-    import cv2
+    from PIL import Image
 
     table = run.train_table
     side = math.ceil(1.15 * size)
     images = []
-    for path in table.paths:
-        image = load_image(path, side)
-        scale = side / min(image.shape[:2])
-        shape = (round(image.shape[1] * scale), round(image.shape[0] * scale))
-        images.append(cv2.resize(image, shape, interpolation=cv2.INTER_AREA))
+    for path in table.paths:  # PIL, not OpenCV: workers forked after OpenCV ran here can hang
+        image = Image.fromarray(load_image(path, side))
+        scale = side / min(image.size)
+        image = image.resize((round(image.size[0] * scale), round(image.size[1] * scale)), Image.BILINEAR)
+        images.append(np.asarray(image))
     cached = table.subset(np.arange(len(table)))
     cached.images = images
     run.train_loader = run._loader(cached, train=True)
