@@ -266,3 +266,16 @@ def test_a_run_that_waits_on_data_says_so_once_with_the_option(tiny_spec, worksp
     assert "--num-workers" in text or "--augment-on device" in text
     metrics = pd.read_csv(workspace / "runs/slow/fold0/metrics.csv")
     assert (metrics["data_wait"] > 0.3).all() and (metrics["img_per_s"] > 0).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_decode_and_augmentation_match_the_cpu_run_of_the_same_code(spec, tmp_path):
+    # nvJPEG and libjpeg-turbo round their inverse DCTs differently: a few grey levels at most
+    table = _table(tmp_path, [_coordinate_image(40 + 8 * i, 56) for i in range(5)], suffix="jpg")
+    batch = [EncodedDataset(table)[(i, 10 + i)] for i in range(5)]
+    for train in (True, False):
+        on_cpu = DevicePipeline(spec, 32, train, "cpu")(collate_encoded(batch))["image"]
+        on_gpu = DevicePipeline(spec, 32, train, "cuda")(collate_encoded(batch))["image"]
+        assert on_gpu.device.type == "cuda"
+        assert (on_gpu.cpu() - on_cpu).abs().mean() < 2

@@ -173,7 +173,7 @@ class TaskSpec(_Strict):
 
 
 class AugmentSpec(_Strict):
-    """Albumentations pipelines, declared by their strengths."""
+    """The augmentation recipe, declared by its strengths, and where it runs (``on``)."""
 
     hflip: float = Field(0.5, ge=0, le=1)
     vflip: float = Field(0.0, ge=0, le=1)
