@@ -569,7 +569,7 @@ class Trainer:
         elif workers is not None and workers < default_workers():
             hint = f"use more loader processes: --num-workers {default_workers()}"
         else:
-            hint = "the CPU cannot keep up: try --augment-on device, a smaller --img-size or smaller images"
+            hint = "every CPU is busy: images stored near the training size (or a smaller --img-size) help"
         self._print(
             f"[yellow]fold {self.fold}: training waited on data {self.data_wait:.0%} of the time;[/] {hint}",
             progress,
