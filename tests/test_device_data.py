@@ -279,3 +279,16 @@ def test_cuda_decode_and_augmentation_match_the_cpu_run_of_the_same_code(spec, t
         on_gpu = DevicePipeline(spec, 32, train, "cuda")(collate_encoded(batch))["image"]
         assert on_gpu.device.type == "cuda"
         assert (on_gpu.cpu() - on_cpu).abs().mean() < 2
+
+
+def test_worker_default_is_the_usable_cpus_minus_one_and_an_explicit_count_wins(spec, tmp_path):
+    import os
+
+    from mtlkaggle.data.loading import default_workers
+
+    assert default_workers() == max(0, min(16, len(os.sched_getaffinity(0)) - 1))
+    table = _table(tmp_path, [_coordinate_image(20, 20)] * 2, suffix="jpg")
+    auto = make_loader(spec, table, LoaderConfig(16, 2, None, seed=0, train=False))
+    explicit = make_loader(spec, table, LoaderConfig(16, 2, 3, seed=0, train=False))
+    assert auto.num_workers == default_workers() and explicit.num_workers == 3
+    assert spec.train.num_workers is None  # the spec's default is "auto" too
