@@ -122,6 +122,7 @@ class DevicePipeline:
         """The batch with ``image`` on the device in place of ``data``; undecodable rows move to ``bad``."""
         if "data" not in batch:
             return batch
+        batch = dict(batch)  # the loader's dict is left as it was
         images, bad = decode_batch(batch.pop("data"), batch.pop("path"), self.device)
         if bad:
             keep = torch.tensor([i not in bad for i in range(len(images))])
