@@ -229,7 +229,8 @@ def decode_batch(
             decoded = decode_jpeg([data[i] for i in jpeg], mode=ImageReadMode.RGB, device=device)
             for i, im in zip(jpeg, decoded, strict=True):
                 images[i] = im
-        except RuntimeError:  # one odd file fails the whole call: decode them one by one
+        except (RuntimeError, TypeError):
+            # one odd file fails the whole call (and torchvision < 0.19 takes no list): one by one
             for i in jpeg:
                 images[i] = _decode_one(data[i], device)
     bad: dict[int, str] = {}
