@@ -147,7 +147,7 @@ def test_train_with_mix_runs_and_resumes_exactly(tiny_spec, workspace, runner):
     full = torch.load(workspace / "runs/full/fold0/last.pt", weights_only=True)["model"]
     resumed = torch.load(workspace / "runs/cut/fold0/last.pt", weights_only=True)["model"]
     assert all(torch.equal(full[k], resumed[k]) for k in full)
-    with pytest.raises(UserError, match=r"trained with other settings \(mix: mixup -> cutmix\)"):
+    with pytest.raises(UserError, match=r"trained with other settings \(augment.mix: mixup -> cutmix\)"):
         train_fold(
             with_augment_overrides(spec, mix="cutmix"), "0", TrainOptions(workspace / "runs/cut", resume=True)
         )

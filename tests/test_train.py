@@ -122,6 +122,9 @@ class _Stop(Exception):
     pass
 
 
+TIMINGS = ["img_per_s", "data_wait", "seconds"]  # metrics.csv columns that measure the machine
+
+
 def test_resume_equals_uninterrupted_run(tiny_spec, workspace):
     # EMA, uncertainty weights and warmup make every piece of resumable state matter
     spec = with_train_overrides(tiny_spec, epochs=3, ema=True, weighting="uncertainty")
@@ -149,8 +152,8 @@ def test_resume_equals_uninterrupted_run(tiny_spec, workspace):
         assert full.keys() == cut.keys()
         for key in full:
             assert torch.equal(full[key], cut[key]), (name, key)
-    full_m = pd.read_csv(workspace / "runs/full/fold1/metrics.csv").drop(columns=["img_per_s", "seconds"])
-    cut_m = pd.read_csv(workspace / "runs/cut/fold1/metrics.csv").drop(columns=["img_per_s", "seconds"])
+    full_m = pd.read_csv(workspace / "runs/full/fold1/metrics.csv").drop(columns=TIMINGS)
+    cut_m = pd.read_csv(workspace / "runs/cut/fold1/metrics.csv").drop(columns=TIMINGS)
     pd.testing.assert_frame_equal(full_m, cut_m)
 
 
@@ -379,3 +382,11 @@ def test_the_folds_file_decides_how_many_folds_train(tiny_spec, workspace, runne
     result = runner.invoke(app, [*args, "--img-size", "32", "--no-pretrained", "--overwrite"])
     assert result.exit_code == 2
     assert "1 training ids have no fold ('images/new_0001.jpg')" in result.output
+
+
+def test_resume_under_another_augmentation_path_is_refused(tiny_spec, workspace):
+    spec = with_train_overrides(tiny_spec, epochs=1)
+    train_fold(spec, "0", TrainOptions(workspace / "runs/aug"))
+    other = spec.model_copy(update={"augment": spec.augment.model_copy(update={"on": "device"})})
+    with pytest.raises(UserError, match=r"other settings \(augment.on: auto -> device\)"):
+        train_fold(other, "0", TrainOptions(workspace / "runs/aug", resume=True))

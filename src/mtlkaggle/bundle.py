@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mtlkaggle.data.labels import LabelTable
-from mtlkaggle.data.loading import ImageDataset, build_transforms, collate
+from mtlkaggle.data.loading import ImageDataset, build_transforms, collate, default_workers
 from mtlkaggle.engine.runtime import autocast_for, resolve_device
 from mtlkaggle.errors import UserError
 from mtlkaggle.model import MultiTaskNet
@@ -50,7 +50,7 @@ class BundlePredictOptions:
     views: list[str] | None = None
     folds: list[str] | None = None
     device: str | None = None
-    num_workers: int = 0
+    num_workers: int | None = 0  # None: default_workers()
     batch_size: int | None = None
 
 
@@ -192,7 +192,7 @@ def predict_table(
     loader = DataLoader(
         ImageDataset(table, build_transforms(spec, img_size, train=False), img_size),
         batch_size=options.batch_size or spec.predict.batch_size,
-        num_workers=options.num_workers,
+        num_workers=default_workers() if options.num_workers is None else options.num_workers,
         collate_fn=collate,
         pin_memory=device.type == "cuda",
     )

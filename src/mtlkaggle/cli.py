@@ -9,6 +9,7 @@ import functools
 import json
 import math
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -51,6 +52,21 @@ def _print_json(obj) -> None:
         return value
 
     typer.echo(json.dumps(clean(obj), indent=2, default=str))
+
+
+class _Place(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    device = "device"
+
+
+AugmentOn = Annotated[
+    _Place | None,
+    typer.Option(
+        help="Decode and augment in CPU workers (albumentations) or batched on the training device "
+        "(default: the spec's [augment] on, auto = device on CUDA)."
+    ),
+]
 
 
 def _user_errors(fn):
@@ -320,7 +336,11 @@ def train(
     compile: Annotated[
         bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")
     ] = None,
-    num_workers: Annotated[int | None, typer.Option(help="DataLoader worker processes.", min=0)] = None,
+    num_workers: Annotated[
+        int | None,
+        typer.Option(help="DataLoader worker processes (default: usable CPUs - 1, at most 16).", min=0),
+    ] = None,
+    augment_on: AugmentOn = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed for init, data order, augmentation and dropout.")
     ] = None,
@@ -388,6 +408,8 @@ def train(
         seed=seed,
     )
     spec = with_augment_overrides(spec, mix=mix)
+    if augment_on is not None:
+        spec = spec.model_copy(update={"augment": spec.augment.model_copy(update={"on": augment_on.value})})
     options = TrainOptions(
         run_dir=RunLayout.of(spec.name, run).dir,
         device=device,
@@ -513,7 +535,11 @@ def predict(
     ] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Where to write (default: submissions/COMP).")] = None,
     device: Annotated[str | None, typer.Option(help="cuda, cpu (default: cuda when available).")] = None,
-    num_workers: Annotated[int, typer.Option(help="DataLoader worker processes.", min=0)] = 2,
+    num_workers: Annotated[
+        int | None,
+        typer.Option(help="DataLoader worker processes (default: usable CPUs - 1, at most 16).", min=0),
+    ] = None,
+    augment_on: AugmentOn = None,
     data_dir: DataDir = None,
     bundle: Annotated[
         Path | None, typer.Option(help="An exported bundle folder: predict without competition/ or runs/.")
@@ -581,6 +607,7 @@ def predict(
         views=views.split(",") if views else None,
         device=device,
         num_workers=num_workers,
+        augment_on=augment_on.value if augment_on else spec.augment.on,
     )
     ensemble, written = run_predict(spec, options)
     table = Table(

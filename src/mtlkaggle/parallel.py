@@ -154,18 +154,17 @@ def _fold_job(spec_json: dict, fold: str, options: dict, threads: int, jobs: int
     """The body of one fold's process (spawned: everything arrives as plain data)."""
     import torch
 
+    from mtlkaggle.data.loading import default_workers
     from mtlkaggle.train import train_fold
 
     torch.set_num_threads(threads)
     try:
         spec = Spec.model_validate(spec_json)
-        if options["device"] == "cpu" and spec.train.num_workers:
+        workers = spec.train.num_workers
+        if options["device"] == "cpu" and workers != 0:
+            workers = default_workers() if workers is None else workers  # None: shared out too
             spec = spec.model_copy(
-                update={
-                    "train": spec.train.model_copy(
-                        update={"num_workers": max(0, spec.train.num_workers // jobs)}
-                    )
-                }
+                update={"train": spec.train.model_copy(update={"num_workers": max(0, workers // jobs)})}
             )
         result = train_fold(spec, fold, TrainOptions(**options), QueueProgress(events, fold))
         events.put(("done", fold, 0, result))

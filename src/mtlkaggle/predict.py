@@ -21,8 +21,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from mtlkaggle.data.labels import read_split
-from mtlkaggle.data.loading import ImageDataset, build_transforms, collate, init_worker
+from mtlkaggle.data.device import DevicePipeline, EncodedDataset, collate_encoded, resolve_augment_on
+from mtlkaggle.data.labels import LabelTable, read_split
+from mtlkaggle.data.loading import (
+    ImageDataset,
+    build_transforms,
+    collate,
+    default_workers,
+    init_reader,
+    init_worker,
+)
 from mtlkaggle.engine.checkpoint import load_fold_model
 from mtlkaggle.engine.runtime import autocast_for, resolve_device
 from mtlkaggle.errors import UserError
@@ -47,7 +55,8 @@ class PredictOptions:
     tta: bool = True
     views: list[str] | None = None
     device: str | None = None
-    num_workers: int = 2
+    num_workers: int | None = None  # None: default_workers()
+    augment_on: str = "auto"  # where test images are decoded and resized: auto, cpu, device
     members: tuple = ()  # ensemble.Member: runs to average instead of run_dir alone
 
 
@@ -225,15 +234,7 @@ def predict_ensemble(spec: Spec, options: PredictOptions) -> Ensemble:
     models, weights, trained, folds = _member_models(options, device)
     views = _views(spec, options)
     table = read_split(spec, "test", labelled=False)
-    transform = build_transforms(trained, trained.train.img_size, train=False)
-    loader = DataLoader(
-        ImageDataset(table, transform, trained.train.img_size),
-        batch_size=spec.predict.batch_size,
-        num_workers=options.num_workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=init_worker if options.num_workers > 0 else None,
-    )
+    loader, prepare = _test_loader(spec, trained, table, options, device)
     autocast, _ = autocast_for(device, trained.train.amp, trained.train.amp_dtype)
     sums = {t.name: torch.zeros((len(table), t.size), device=device) for t in spec.tasks}
     memory = torch.channels_last if trained.train.channels_last else torch.contiguous_format
@@ -242,7 +243,7 @@ def predict_ensemble(spec: Spec, options: PredictOptions) -> Ensemble:
             f"predicting {len(folds)} fold(s) x {len(views)} view(s)", total=len(table), unit="img", status=""
         )
         start = 0
-        for batch in _checked(loader):
+        for batch in _checked(loader, prepare):
             images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory)
             rows = slice(start, start + images.shape[0])
             for name, total in ensemble_batch(models, views, images, autocast, weights).items():
@@ -274,8 +275,39 @@ def ensemble_batch(
     return sums
 
 
-def _checked(loader: DataLoader):
+def _test_loader(
+    spec: Spec, trained: Spec, table: LabelTable, options: PredictOptions, device: torch.device
+) -> tuple[DataLoader, DevicePipeline | None]:
+    """The test images' loader, and the pipeline that decodes them on the device (or None).
+
+    On the device path workers read bytes only; the evaluation resize of the trained spec runs
+    batched on ``device``, and the TTA views are built there from its output.
+    """
+    size = trained.train.img_size
+    workers = default_workers() if options.num_workers is None else options.num_workers
+    if resolve_augment_on(options.augment_on, device) == "device":
+        dataset, collate_fn, init = EncodedDataset(table), collate_encoded, init_reader
+        prepare = DevicePipeline(trained, size, False, device, trained.train.channels_last)
+    else:
+        dataset = ImageDataset(table, build_transforms(trained, size, train=False), size)
+        collate_fn, prepare, init = collate, None, init_worker
+    loader = DataLoader(
+        dataset,
+        batch_size=spec.predict.batch_size,
+        num_workers=workers,
+        collate_fn=collate_fn,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,  # one pass
+        prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=init if workers > 0 else None,
+    )
+    return loader, prepare
+
+
+def _checked(loader: DataLoader, prepare: DevicePipeline | None = None):
     for batch in loader:
+        if prepare is not None:
+            batch = prepare(batch)
         if batch["bad"]:
             raise UserError(f"{batch['bad'][0]}; every test image needs a prediction: fix or replace it")
         yield batch

@@ -173,7 +173,7 @@ class TaskSpec(_Strict):
 
 
 class AugmentSpec(_Strict):
-    """Albumentations pipelines, declared by their strengths."""
+    """The augmentation recipe, declared by its strengths, and where it runs (``on``)."""
 
     hflip: float = Field(0.5, ge=0, le=1)
     vflip: float = Field(0.0, ge=0, le=1)
@@ -192,6 +192,9 @@ class AugmentSpec(_Strict):
     def resolved_mix_alpha(self) -> float:
         """``mix_alpha``, or the usual value for the chosen mix (mixup 0.2, cutmix 1.0)."""
         return self.mix_alpha if self.mix_alpha is not None else (1.0 if self.mix == "cutmix" else 0.2)
+    # where decoding and augmentation run: 'device' (batched on the training device, see
+    # data/device.py), 'cpu' (albumentations in DataLoader workers), 'auto' (device on CUDA)
+    on: Literal["auto", "cpu", "device"] = "auto"
 
 
 class TrainSpec(_Strict):
@@ -222,7 +225,7 @@ class TrainSpec(_Strict):
     channels_last: bool = True
     neck: int = Field(0, ge=0)
     drop_rate: float = Field(0.2, ge=0, lt=1)
-    num_workers: int = Field(2, ge=0)
+    num_workers: int | None = Field(None, ge=0)  # None: the usable CPUs minus one, at most 16
     seed: int = 42
     n_splits: int = Field(5, ge=2)
 

@@ -178,12 +178,13 @@ def _check_same_recipe(spec: Spec, files: FoldLayout) -> None:
 
 
 def _mix_fields(augment: dict) -> dict:
-    """The batch-mixing fields of an [augment] section, defaults filled in for runs saved before
-    they existed (mixed batches are part of the recipe a resume must keep)."""
+    """The [augment] section as ``augment.FIELD`` keys, defaults filled in for runs saved before a
+    field existed (augmentation, its data path and batch mixing are part of the recipe a resume
+    must keep)."""
     from mtlkaggle.spec import AugmentSpec
 
     full = AugmentSpec().model_dump(mode="json") | augment
-    return {k: v for k, v in full.items() if k.startswith("mix")}
+    return {f"augment.{k}": v for k, v in full.items()}
 
 
 def _versions() -> dict[str, str]:

@@ -25,6 +25,9 @@ def build_transforms(spec: Spec, img_size: int, train: bool) -> Any:
     import albumentations as A
     import cv2
 
+    # single-threaded OpenCV in this process too: a thread pool here, once started, deadlocks the
+    # DataLoader workers forked from it (they inherit the pool's locks but not its threads)
+    cv2.setNumThreads(1)
     aug = spec.augment
     size = (img_size, img_size)
     if not train:
@@ -156,12 +159,13 @@ class LoaderConfig:
 
     img_size: int
     batch_size: int  # per process
-    num_workers: int
+    num_workers: int | None  # None: default_workers()
     seed: int
     train: bool
     pin_memory: bool = False
     rank: int = 0
     world_size: int = 1
+    on_device: bool = False  # workers read bytes only; data.device.DevicePipeline does the rest
 
 
 def make_loader(spec: Spec, table: LabelTable, config: LoaderConfig) -> DataLoader:
@@ -169,25 +173,31 @@ def make_loader(spec: Spec, table: LabelTable, config: LoaderConfig) -> DataLoad
 
     Worker processes get one thread each and a base seed from a generator of their own, so
     starting workers never draws from the global torch RNG (dropout's): a resumed run sees the
-    same dropout masks as an uninterrupted one, whatever the worker count.
+    same dropout masks as an uninterrupted one, whatever the worker count. With
+    ``config.on_device`` the batches hold encoded bytes (see :mod:`mtlkaggle.data.device`).
     """
-    transform = build_transforms(spec, config.img_size, config.train)
-    dataset = ImageDataset(table, transform, config.img_size)
+    if config.on_device:
+        from mtlkaggle.data.device import EncodedDataset, collate_encoded
+
+        dataset, collate_fn, init = EncodedDataset(table), collate_encoded, init_reader
+    else:
+        transform = build_transforms(spec, config.img_size, config.train)
+        dataset, collate_fn, init = ImageDataset(table, transform, config.img_size), collate, init_worker
     sampler = SeededSampler(
         len(table), config.seed, config.train, config.rank, config.world_size, pad=config.train
     )
-    workers = config.num_workers
+    workers = default_workers() if config.num_workers is None else config.num_workers
     return DataLoader(
         dataset,
         batch_size=config.batch_size,
         sampler=sampler,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=collate_fn,
         pin_memory=config.pin_memory,
         drop_last=config.train and len(sampler) > config.batch_size,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
-        worker_init_fn=init_worker if workers > 0 else None,
+        worker_init_fn=init if workers > 0 else None,
         generator=torch.Generator().manual_seed(config.seed),
     )
 
@@ -197,6 +207,12 @@ def init_worker(_: int) -> None:
     import cv2
 
     cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+
+
+def init_reader(_: int) -> None:
+    """One thread per worker that only reads files (the device path): OpenCV is left alone, since
+    setting its pool in a process forked from one that used it can hang."""
     torch.set_num_threads(1)
 
 

@@ -21,8 +21,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mtlkaggle.data.device import DevicePipeline, resolve_augment_on
 from mtlkaggle.data.labels import LabelTable
-from mtlkaggle.data.loading import LoaderConfig, make_loader
+from mtlkaggle.data.loading import LoaderConfig, default_workers, make_loader
 from mtlkaggle.engine import distributed as dist
 from mtlkaggle.engine.checkpoint import load_checkpoint, save_checkpoint
 from mtlkaggle.engine.freeze import freeze_task, stalled_tasks
@@ -132,6 +133,14 @@ class Trainer:
         self.device = runtime.device
         self.model, self.weights_origin = self._build_model()
         self.criterion = MultiTaskLoss(spec, self.train_table.targets).to(self.device)
+        self.augment_on = resolve_augment_on(spec.augment.on, self.device)
+        self.train_prepare, self.val_prepare = (
+            (DevicePipeline(spec, t.img_size, train, self.device, t.channels_last) for train in (True, False))
+            if self.augment_on == "device"
+            else (None, None)
+        )
+        self.data_wait = 0.0  # share of the last training epoch spent waiting for batches
+        self._data_warned = False
         self.train_loader = self._loader(self.train_table, train=True)
         self.val_loader = self._loader(self.val_table, train=False)
         self.steps_per_epoch = math.ceil(len(self.train_loader) / t.accumulate)
@@ -174,6 +183,7 @@ class Trainer:
             pin_memory=self.device.type == "cuda",
             rank=rt.rank,
             world_size=rt.world_size,
+            on_device=self.augment_on == "device",
         )
         return make_loader(self.spec, table, config)
 
@@ -214,6 +224,7 @@ class Trainer:
             self.write_metrics()
             self.write_skipped()
             self._print(_epoch_line(self.fold, row, improved, frozen_now, self.skipped), progress)
+            self._warn_data_wait(progress)
             if self.options.on_epoch_end:
                 self.options.on_epoch_end(self, row)
         s = self.state
@@ -255,7 +266,8 @@ class Trainer:
         first_step = epoch * self.steps_per_epoch
         step = 0
         self.optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(self._batches(self.train_loader)):
+        timed = _Timed(self._batches(self.train_loader, self.train_prepare))
+        for i, batch in enumerate(timed):
             if "image" in batch:
                 images, targets = self._mix(*self._to_device(batch), i)
                 last_micro = (i + 1) % spec.train.accumulate == 0 or i + 1 == n_batches
@@ -273,11 +285,16 @@ class Trainer:
                 sums += torch.cat([total.detach()[None], losses, sums.new_ones(1)]) * n
             if i % 10 == 0 or i + 1 == n_batches:
                 self._check_finite(sums, epoch, i)
-                seen = max(float(sums[-1]), 1.0)
-                progress.update(bar, status=f"loss {float(sums[0]) / seen:.4f}")
+                seen, elapsed = max(float(sums[-1]), 1.0), time.perf_counter() - started
+                progress.update(
+                    bar,
+                    status=f"loss {float(sums[0]) / seen:.4f}  {seen / max(elapsed, 1e-9):.0f} img/s  "
+                    f"data wait {timed.waited / max(elapsed, 1e-9):.0%}",
+                )
             progress.advance(bar, (len(batch.get("index", [])) + batch["skipped"]) * rt.world_size)
         progress.remove_task(bar)
         seconds = time.perf_counter() - started
+        self.data_wait = timed.waited / max(seconds, 1e-9)
         sums = dist.sum_across(sums, rt)
         means = (sums[:-1] / max(float(sums[-1]), 1.0)).tolist()
         stats = {"loss": means[0], **{f"loss/{n}": v for n, v in zip(names, means[1:], strict=True)}}
@@ -286,9 +303,12 @@ class Trainer:
             stats.update(score_all(spec, self.train_table.subset(index).targets, probs))
         return stats, seconds
 
-    def _batches(self, loader):
-        """The loader's batches; an unreadable image stops the fold with its name, or is skipped."""
+    def _batches(self, loader, prepare: DevicePipeline | None = None):
+        """The loader's batches (decoded on the device by ``prepare`` if given); an unreadable image
+        stops the fold with its name, or is skipped."""
         for batch in loader:
+            if prepare is not None:
+                batch = prepare(batch)
             if batch["bad"]:
                 if not self.options.skip_bad_images:
                     raise UserError(
@@ -390,7 +410,7 @@ class Trainer:
         bar = progress.add_task(
             f"fold {self.fold} validating", total=len(self.val_table), unit="img", status=""
         )
-        for batch in self._batches(self.val_loader):
+        for batch in self._batches(self.val_loader, self.val_prepare):
             progress.advance(bar, (len(batch.get("index", [])) + batch["skipped"]) * self.runtime.world_size)
             if "image" not in batch:
                 continue
@@ -528,14 +548,49 @@ class Trainer:
             "score": val.score,
             **{f"weight/{t.name}": w for t, w in zip(self.spec.tasks, weights, strict=True)},
             "img_per_s": len(self.train_table) / max(train_seconds, 1e-9),
+            "data_wait": round(self.data_wait, 4),
             "seconds": seconds,
             "frozen": " ".join(self.state.frozen),
             "skipped_images": skipped,
         }
 
+    def _warn_data_wait(self, progress) -> None:
+        """Say once, with the option that would help, when training waits on data over 30% of the time."""
+        if self._data_warned or self.data_wait <= 0.3:
+            return
+        self._data_warned = True
+        workers = self.spec.train.num_workers
+        if self.augment_on == "cpu" and self.device.type == "cuda":
+            hint = "decode and augment on the GPU with --augment-on device"
+        elif workers is not None and workers < default_workers():
+            hint = f"use more loader processes: --num-workers {default_workers()}"
+        else:
+            hint = "every CPU is busy: images stored near the training size (or a smaller --img-size) help"
+        self._print(
+            f"[yellow]fold {self.fold}: training waited on data {self.data_wait:.0%} of the time;[/] {hint}",
+            progress,
+        )
+
     def _print(self, line: str, progress) -> None:
         if self.runtime.is_main:
             progress.console.print(line, highlight=False)
+
+
+class _Timed:
+    """An iterator that adds up the seconds spent waiting in ``next()``."""
+
+    def __init__(self, batches):
+        self.batches, self.waited = iter(batches), 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        start = time.perf_counter()
+        try:
+            return next(self.batches)
+        finally:
+            self.waited += time.perf_counter() - start
 
 
 def _epoch_line(
