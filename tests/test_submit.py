@@ -142,7 +142,7 @@ def test_invalid_file_is_refused_before_any_upload(kaggle, submission_dir):
     path = submission_dir / "category.csv"
     lines = path.read_text().splitlines()
     path.write_text("\n".join(lines[:-1]) + "\n")  # one test row missing
-    with pytest.raises(UserError, match="do not match the 24 test ids"):
+    with pytest.raises(UserError, match=r"1 id\(s\) of the test file are missing"):
         submit_files(load_spec("demo"), submission_dir, "m")
     assert kaggle.calls == []
 

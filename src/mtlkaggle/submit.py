@@ -98,6 +98,10 @@ def kaggle_api():
             from kaggle.api.kaggle_api_extended import KaggleApi
 
             api = KaggleApi()
+            # the client reads KAGGLE_CONFIG_DIR once, at import; honour the current setting
+            if os.environ.get("KAGGLE_CONFIG_DIR"):
+                api.config_dir = os.environ["KAGGLE_CONFIG_DIR"]
+                api.config = os.path.join(api.config_dir, api.config_file)
             api.authenticate()
     except SystemExit:
         raise UserError(f"Kaggle did not accept the credentials found: {CREDENTIAL_HELP}") from None
