@@ -36,6 +36,10 @@ Comp = Annotated[str, typer.Argument(help="Competition name under competition/ o
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Folder holding the data (overrides the spec's data_dir).")
 ]
+NumWorkers = Annotated[
+    int | None,
+    typer.Option(help="DataLoader worker processes (default: usable CPUs - 1, at most 16).", min=0),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object (for scripts) instead of tables.")]
 
 
@@ -336,10 +340,7 @@ def train(
     compile: Annotated[
         bool | None, typer.Option("--compile/--no-compile", help="torch.compile the model.")
     ] = None,
-    num_workers: Annotated[
-        int | None,
-        typer.Option(help="DataLoader worker processes (default: usable CPUs - 1, at most 16).", min=0),
-    ] = None,
+    num_workers: NumWorkers = None,
     augment_on: AugmentOn = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed for init, data order, augmentation and dropout.")
@@ -535,10 +536,7 @@ def predict(
     ] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Where to write (default: submissions/COMP).")] = None,
     device: Annotated[str | None, typer.Option(help="cuda, cpu (default: cuda when available).")] = None,
-    num_workers: Annotated[
-        int | None,
-        typer.Option(help="DataLoader worker processes (default: usable CPUs - 1, at most 16).", min=0),
-    ] = None,
+    num_workers: NumWorkers = None,
     augment_on: AugmentOn = None,
     data_dir: DataDir = None,
     bundle: Annotated[
