@@ -99,9 +99,9 @@ def _is_main_process() -> bool:
 @_user_errors
 def demo(
     comp: Annotated[str, typer.Argument(help="The demo competition to draw.")] = "demo",
-    n_train: Annotated[int, typer.Option(help="Training images to draw.", min=10)] = 1600,
+    n_train: Annotated[int, typer.Option(help="Training images to draw.", min=10)] = 1200,
     n_test: Annotated[int, typer.Option(help="Test images to draw.", min=1)] = 400,
-    image_size: Annotated[int, typer.Option(help="Side of the square JPEGs, in pixels.", min=16)] = 96,
+    image_size: Annotated[int, typer.Option(help="Side of the square JPEGs, in pixels.", min=16)] = 64,
     seed: Annotated[int, typer.Option(help="Seed: the same seed draws the same data set.")] = 0,
     data_dir: DataDir = None,
 ) -> None:

@@ -96,9 +96,9 @@ LOCAL = 160  # pixels of the square canvas a garment is drawn on before it is pl
 class DemoConfig:
     """Size and seed of the generated data set."""
 
-    n_train: int = 1600
+    n_train: int = 1200
     n_test: int = 400
-    image_size: int = 96
+    image_size: int = 64
     seed: int = 0
 
 
