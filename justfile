@@ -18,7 +18,7 @@ setup:
         rm -f {{venv}}/.installed-* && touch "$stamp"
     fi
 
-# Run the whole pipeline on the built-in demo competition (about 2 minutes on 2 CPU cores, after setup).
+# Run the whole pipeline on the built-in demo competition (2 to 2.5 minutes on 2 CPU cores, after setup).
 demo: setup
     {{bin}}/mtlkaggle demo
     {{bin}}/mtlkaggle check demo
