@@ -82,3 +82,38 @@ def _check_images(report: CheckReport, root: Path, workers: int) -> None:
                 report.problems.append(Problem(str(table.file), table.line(row), None, f"{path}: {issue}"))
             progress.advance(bar)
     report.images_checked += len(jobs)
+
+
+def target_counts(task, y: np.ndarray) -> dict[str, float]:
+    """Rows per class (multiclass), rows per label (multi-label), or mean/min/max (regression)."""
+    if task.kind == "regression":
+        return {"mean": float(y.mean()), "min": float(y.min()), "max": float(y.max())}
+    counts = np.bincount(y, minlength=task.size) if task.kind == "multiclass" else y.sum(axis=0)
+    return {n: int(c) for n, c in zip(task.label_names, counts, strict=True)}
+
+
+def report_json(spec: Spec, report: CheckReport) -> dict:
+    """``check --json``: the splits' rows and label counts, and every problem with its place."""
+    splits = {
+        split: {
+            "file": str(labels.file),
+            "rows": len(labels),
+            "targets": {
+                task.name: target_counts(task, labels.targets[task.name])
+                for task in spec.tasks
+                if labels.targets.get(task.name) is not None and len(labels.targets[task.name])
+            },
+        }
+        for split, labels in report.tables.items()
+    }
+    problems = [
+        {"file": p.file, "line": p.line, "column": p.column, "message": p.message, "fatal": p.fatal}
+        for p in report.problems
+    ]
+    return {
+        "competition": spec.name,
+        "ok": report.ok,
+        "images_checked": report.images_checked,
+        "splits": splits,
+        "problems": problems,
+    }

@@ -71,6 +71,20 @@ def resolve_members(comp: str, runs: list[str], weights: list[float] | None = No
     return [replace(m, weight=m.weight / total) for m in members]
 
 
+def members_for(comp: str, run: str, runs: list[str] | None, weights: list[float] | None) -> list[Member]:
+    """The runs ``predict``/``report`` average: ``--runs`` (weighted by ``--run-weights``), or the
+    seeds of a ``train --seeds`` run; empty when ``run`` alone is meant.
+
+    Raises:
+        UserError: weights without runs, or see :func:`resolve_members`.
+    """
+    if weights and not runs:
+        raise UserError("--run-weights weighs the runs of --runs; pass --runs A,B too")
+    if not runs and not RunLayout.of(comp, run).seed_runs():
+        return []
+    return resolve_members(comp, runs or [run], weights)
+
+
 @dataclass
 class OofEnsemble:
     """The members' out-of-fold probabilities averaged on the rows they share, with the scores."""
@@ -131,6 +145,24 @@ def write_ensemble(spec: Spec, run_dir: Path, oof: OofEnsemble) -> None:
     write_csv_atomic(layout.ensemble, table)
     if oof.thresholds:
         write_json_atomic(layout.thresholds, {name: r.to_json() for name, r in oof.thresholds.items()})
+
+
+def tune_run_thresholds(spec: Spec, run_dir: Path) -> dict:
+    """``mtlkaggle tune``: thresholds tuned on a run's out-of-fold probabilities, written to its
+    ``thresholds.json``; for a ``train --seeds`` run, on the seeds' averaged probabilities (and its
+    ``ensemble.csv`` is written again).
+
+    Returns:
+        Task name -> :class:`~mtlkaggle.thresholds.ThresholdResult`.
+    """
+    from mtlkaggle.thresholds import tune_run
+
+    seeds = RunLayout(run_dir).seed_runs()
+    if not seeds:
+        return tune_run(spec, run_dir)
+    oof = ensemble_oof(spec, [Member(s.dir, 1.0 / len(seeds)) for s in seeds])
+    write_ensemble(spec, run_dir, oof)
+    return oof.thresholds
 
 
 @dataclass

@@ -60,3 +60,15 @@ def evaluate_submissions(spec: Spec, submission_dir: Path, labels: Path | None =
                     {"file": sub.file, "column": column, "task": name, "metric": metric, "score": value}
                 )
     return pd.DataFrame(rows)
+
+
+def task_means(scores: pd.DataFrame) -> dict[str, tuple[float, int]]:
+    """With several tasks, the mean of each metric over the tasks that report it (and their count)."""
+    if scores["task"].nunique() < 2:
+        return {}
+    means = scores.groupby("metric", sort=False)["score"].agg(["mean", "count"])
+    return {
+        str(metric): (float(row["mean"]), int(row["count"]))
+        for metric, row in means.iterrows()
+        if row["count"] > 1
+    }

@@ -11,6 +11,7 @@ from pathlib import Path
 RUNS = Path("runs")
 SUBMISSIONS = Path("submissions")
 REPORTS = Path("reports")
+BUNDLES = Path("bundles")
 
 
 @dataclass(frozen=True)
@@ -136,3 +137,13 @@ def submitted_log(comp: str) -> Path:
 def report_dir(comp: str, run: str) -> Path:
     """Where ``report`` writes by default."""
     return REPORTS / comp / run
+
+
+def bundle_dir(comp: str, run: str) -> Path:
+    """Where ``export`` writes a run's bundle by default."""
+    return BUNDLES / comp / run
+
+
+def notebook_path(comp: str) -> Path:
+    """Where ``notebook`` writes the Kaggle inference notebook by default."""
+    return Path(f"{comp}-inference.ipynb")

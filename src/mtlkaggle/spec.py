@@ -300,34 +300,37 @@ class Spec(_Strict):
         return Path(self.data_dir)
 
 
-def with_train_overrides(spec: Spec, **overrides: object) -> Spec:
-    """A copy of ``spec`` whose ``train`` fields are replaced by the non-None ``overrides``.
+_OVERRIDABLE = {"train": TrainSpec, "augment": AugmentSpec}
+
+
+def with_overrides(spec: Spec, section: str, **overrides: object) -> Spec:
+    """A copy of ``spec`` whose ``section`` (``train`` or ``augment``) fields are replaced by the
+    non-None ``overrides`` (the command line's options).
 
     Raises:
-        UserError: when an override is out of range (e.g. ``--epochs 0``).
+        UserError: when an override is out of range or not allowed (e.g. ``--epochs 0``,
+            ``--mix blend``), naming the option.
     """
     changes = {k: v for k, v in overrides.items() if v is not None}
+    if not changes:
+        return spec
+    model = _OVERRIDABLE[section]
     try:
-        train = TrainSpec.model_validate({**spec.train.model_dump(), **changes})
+        value = model.model_validate({**getattr(spec, section).model_dump(), **changes})
     except ValidationError as e:
         first = e.errors()[0]
         raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
-    return spec.model_copy(update={"train": train})
+    return spec.model_copy(update={section: value})
+
+
+def with_train_overrides(spec: Spec, **overrides: object) -> Spec:
+    """:func:`with_overrides` of the ``train`` section."""
+    return with_overrides(spec, "train", **overrides)
 
 
 def with_augment_overrides(spec: Spec, **overrides: object) -> Spec:
-    """A copy of ``spec`` whose ``augment`` fields are replaced by the non-None ``overrides``.
-
-    Raises:
-        UserError: when an override is not allowed (e.g. ``--mix blend``).
-    """
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        augment = AugmentSpec.model_validate({**spec.augment.model_dump(), **changes})
-    except ValidationError as e:
-        first = e.errors()[0]
-        raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
-    return spec.model_copy(update={"augment": augment})
+    """:func:`with_overrides` of the ``augment`` section."""
+    return with_overrides(spec, "augment", **overrides)
 
 
 def resolve_spec_path(comp: str, root: Path | None = None) -> Path:

@@ -11,12 +11,14 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from mtlkaggle.errors import UserError
+
+if TYPE_CHECKING:  # torch loads when a function needs it: the CLI's error path reads ranks without it
+    import torch
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,8 @@ def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
         UserError: a name torch does not know, or CUDA named where there is none (checked before
             any heavy work, with the valid choices).
     """
+    import torch
+
     if not name:
         return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     try:
@@ -79,6 +83,8 @@ def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
 
 def make_runtime(device: str | None) -> Runtime:
     """This process's runtime; under torchrun it joins the process group (NCCL on CUDA, gloo on CPU)."""
+    import torch
+
     rank, local_rank, world = env_rank()
     resolved = resolve_device(device, local_rank)
     if world > 1:
@@ -98,6 +104,8 @@ def autocast_for(
     device: torch.device, amp: bool, dtype: str = "auto"
 ) -> tuple[Callable[[], Any], torch.amp.GradScaler | None]:
     """bf16 autocast where supported, fp16 with a GradScaler otherwise; fp32 on CPU."""
+    import torch
+
     if device.type != "cuda" or not amp:
         return contextlib.nullcontext, None
     if dtype == "bf16" or (dtype == "auto" and torch.cuda.is_bf16_supported()):
@@ -112,6 +120,8 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
 
 def rng_state() -> dict[str, Any]:
     """Every RNG's state, as tensors and lists (loadable with ``weights_only=True``)."""
+    import torch
+
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
@@ -123,6 +133,8 @@ def rng_state() -> dict[str, Any]:
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`rng_state` returned."""
+    import torch
+
     torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

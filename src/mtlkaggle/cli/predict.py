@@ -1,0 +1,225 @@
+"""Inference commands: ``predict`` (a run's folds, several runs, or a bundle), ``export``, ``notebook``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from mtlkaggle.cli.options import (
+    AugmentOn,
+    Comp,
+    DataDir,
+    NumWorkers,
+    comma_list,
+    console,
+    err_console,
+    user_errors,
+)
+from mtlkaggle.cli.tables import files_table
+from mtlkaggle.errors import UserError
+
+
+@user_errors
+def predict(
+    comp: Annotated[
+        str | None,
+        typer.Argument(help="Competition name or .toml (not needed with --bundle)."),
+    ] = None,
+    run: Annotated[str, typer.Option(help="Run whose fold checkpoints to ensemble.")] = "main",
+    runs: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated runs to ensemble instead of --run (any backbones and sizes); "
+            "thresholds are tuned on their averaged out-of-fold probabilities."
+        ),
+    ] = None,
+    run_weights: Annotated[
+        str | None, typer.Option(help="One weight per --runs run, e.g. 2,1 (default: equal).")
+    ] = None,
+    folds: Annotated[
+        str | None, typer.Option(help="Comma-separated folds (default: every trained fold).")
+    ] = None,
+    tta: Annotated[
+        bool, typer.Option("--tta/--no-tta", help="Average over the spec's TTA views too.")
+    ] = False,
+    views: Annotated[
+        str | None,
+        typer.Option(
+            help="TTA views instead of the spec's (needs --tta): hflip,vflip,zoom:1.15,hflip+zoom:0.9"
+        ),
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Where to write (default: submissions/COMP).")] = None,
+    device: Annotated[str | None, typer.Option(help="cuda, cpu (default: cuda when available).")] = None,
+    num_workers: NumWorkers = None,
+    augment_on: AugmentOn = None,
+    data_dir: DataDir = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="An exported bundle folder: predict without competition/ or runs/.")
+    ] = None,
+    input: Annotated[
+        Path | None,
+        typer.Option("--input", help="With --bundle: a folder of images (recursive), one image, or a CSV."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", help="With --bundle --input: the CSV to write.")] = Path(
+        "predictions.csv"
+    ),
+    path_column: Annotated[
+        str | None, typer.Option(help="With --input FILE.csv: the column of image paths.")
+    ] = None,
+    competition_files: Annotated[
+        bool,
+        typer.Option(
+            help="With --bundle: write the spec's submission files for the test set found under "
+            "--data-dir (a Kaggle code competition's notebook)."
+        ),
+    ] = False,
+) -> None:
+    """Predict the test set with the fold ensemble (x TTA) and write the submission files.
+
+    Multiclass tasks take the argmax of the averaged probabilities; multi-label tasks use the
+    thresholds tuned on out-of-fold predictions (tuned now if missing). Every file is validated
+    against the test file before it is written, atomically, with probabilities.csv and config.json.
+
+    With --bundle DIR (from `mtlkaggle export`): --input PATH writes one CSV row per image
+    (class names, indices, task:class probabilities; unreadable images listed), or
+    --competition-files writes the submission files, from any folder, offline.
+    """
+    from mtlkaggle.engine.runtime import resolve_device
+    from mtlkaggle.ensemble import members_for, parse_numbers
+    from mtlkaggle.paths import RunLayout, submissions_dir
+    from mtlkaggle.predict import PredictOptions, run_predict
+    from mtlkaggle.spec import load_spec
+
+    resolve_device(device)
+    if bundle is not None:
+        from mtlkaggle.bundle import BundlePredictOptions
+
+        if comp is not None:
+            raise UserError(f"predict --bundle takes no COMP ('{comp}'): the bundle holds its own spec")
+        options = BundlePredictOptions(
+            tta=tta, views=comma_list(views), folds=comma_list(folds), device=device, num_workers=num_workers
+        )
+        _predict_bundle(bundle, options, input, out, path_column, competition_files, data_dir, out_dir)
+        return
+    if comp is None:
+        raise UserError("predict: name a competition (COMP), or pass --bundle DIR")
+    if input is not None or competition_files:
+        raise UserError("--input and --competition-files need --bundle DIR (from `mtlkaggle export`)")
+    spec = load_spec(comp, data_dir)
+    weights = parse_numbers(run_weights, float, "--run-weights") if run_weights else None
+    members = members_for(spec.name, run, comma_list(runs), weights)
+    options = PredictOptions(
+        members=tuple(members),
+        run_dir=members[0].run_dir if runs else RunLayout.of(spec.name, run).dir,
+        out_dir=out_dir or submissions_dir(spec.name),
+        folds=comma_list(folds),
+        tta=tta,
+        views=comma_list(views),
+        device=device,
+        num_workers=num_workers,
+        augment_on=augment_on.value if augment_on else spec.augment.on,
+    )
+    ensemble, written = run_predict(spec, options)
+    title = (
+        f"{escape(spec.name)}: {len(ensemble.folds)} fold(s) x {len(ensemble.views)} view(s) "
+        f"({escape(', '.join(ensemble.views))})"
+    )
+    console.print(files_table(title, [(path, len(ensemble.ids)) for path in written]))
+
+
+def _predict_bundle(bundle, options, inputs, out, path_column, competition_files, data_dir, out_dir) -> None:
+    """``predict --bundle``: images to one CSV, or the competition's submission files."""
+    from mtlkaggle.bundle import predict_competition, predict_images
+    from mtlkaggle.paths import SUBMISSIONS
+
+    if (inputs is None) == (not competition_files):
+        raise UserError("--bundle needs exactly one of --input PATH or --competition-files")
+    if competition_files:
+        done = predict_competition(bundle, data_dir, out_dir or SUBMISSIONS, options)
+    else:
+        done = predict_images(bundle, inputs, out, options, path_column)
+    title = (
+        f"bundle '{escape(done.bundle.spec.name)}': {len(done.bundle.folds)} fold(s) "
+        f"({escape(', '.join(done.bundle.folds))}) x {len(done.views)} view(s)"
+    )
+    rows = [(path, done.rows, len(done.bad)) for path in done.written]
+    console.print(files_table(title, rows, ("file", "rows", "unreadable")))
+    for message in done.bad[:20]:  # the CSV's error column has them all
+        err_console.print(f"[yellow]unreadable:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    if done.bad:
+        err_console.print(
+            f"[yellow]{len(done.bad)} of {done.rows} image(s) unreadable[/] (rows kept, 'error' set)"
+        )
+
+
+@user_errors
+def export(
+    comp: Comp,
+    run: Annotated[str, typer.Option(help="Run whose folds to export.")] = "main",
+    folds: Annotated[
+        str | None, typer.Option(help="Comma-separated folds, e.g. 0,1,2,full (default: every trained fold).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Bundle folder (default: bundles/COMP/RUN).")] = None,
+    onnx: Annotated[
+        bool,
+        typer.Option("--onnx/--no-onnx", help="Also write model.onnx per fold, checked with onnxruntime."),
+    ] = False,
+    wheel: Annotated[bool, typer.Option("--wheel/--no-wheel", help="Put the mtlkaggle wheel in.")] = True,
+    upload: Annotated[
+        str | None, typer.Option(help="Create or version the Kaggle dataset OWNER/SLUG with the bundle.")
+    ] = None,
+    message: Annotated[str, typer.Option(help="Version notes for --upload.")] = "mtlkaggle export",
+    data_dir: DataDir = None,
+) -> None:
+    """Write a self-contained bundle: safetensors weights per fold, bundle.json, the wheel, ONNX.
+
+    `mtlkaggle predict --bundle DIR` then works anywhere, offline; `--upload OWNER/SLUG` makes the
+    bundle a Kaggle dataset for a code competition's notebook (see `mtlkaggle notebook`).
+    """
+    from mtlkaggle.export import ExportOptions, export_bundle
+    from mtlkaggle.paths import RunLayout, bundle_dir
+    from mtlkaggle.spec import load_spec
+
+    spec = load_spec(comp, data_dir)
+    out_dir = out or bundle_dir(spec.name, run)
+    options = ExportOptions(RunLayout.of(spec.name, run).dir, out_dir, comma_list(folds), onnx, wheel)
+    result = export_bundle(spec, options)
+    title = (
+        f"{escape(spec.name)}: bundle of fold(s) {escape(', '.join(result.folds))} -> {escape(str(out_dir))}"
+    )
+    rows = [(path.relative_to(out_dir).as_posix(), f"{path.stat().st_size:,}") for path in result.files]
+    console.print(files_table(title, rows, ("file", "bytes")))
+    for fold, diff in result.onnx_max_diff.items():
+        console.print(f"fold {escape(fold)}: ONNX vs torch, max abs difference {diff:.2e} (bound 1e-4)")
+    if upload:
+        from mtlkaggle.kaggle_datasets import upload_bundle
+
+        done = upload_bundle(out_dir, upload, message)
+        console.print(f"[green]ok[/]: {escape(done)}")
+
+
+@user_errors
+def notebook(
+    comp: Comp,
+    bundle_dataset: Annotated[
+        str, typer.Option(help="The Kaggle dataset OWNER/SLUG holding the bundle (`export --upload`).")
+    ],
+    out: Annotated[Path | None, typer.Option(help="Notebook file (default: COMP-inference.ipynb).")] = None,
+    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="Predict with the spec's TTA views.")] = True,
+    data_dir: DataDir = None,
+) -> None:
+    """Write a Kaggle notebook that installs mtlkaggle offline from the bundle dataset and writes
+    submission.csv (for code competitions, where the test images exist only inside Kaggle)."""
+    from mtlkaggle.notebook import NotebookOptions, write_notebook
+    from mtlkaggle.paths import notebook_path
+    from mtlkaggle.spec import load_spec
+
+    spec = load_spec(comp, data_dir)
+    path = write_notebook(spec, NotebookOptions(bundle_dataset, out or notebook_path(spec.name), tta))
+    console.print(
+        f"[green]ok[/]: {escape(str(path))} (attach the dataset {escape(bundle_dataset)} and the "
+        "competition's data, internet off)"
+    )
