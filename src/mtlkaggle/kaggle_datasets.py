@@ -20,15 +20,15 @@ METADATA = "dataset-metadata.json"
 _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*/[a-z0-9][a-z0-9-]{4,48}[a-z0-9]$")
 
 
-def check_dataset_ref(ref: str) -> tuple[str, str]:
-    """``OWNER/SLUG`` split in two.
+def check_dataset_ref(ref: str, option: str = "--upload") -> tuple[str, str]:
+    """``OWNER/SLUG`` split in two; ``option`` is the option the user gave it with.
 
     Raises:
         UserError: anything but an owner, a slash and a 6-50 character lowercase slug.
     """
     if not _SLUG.match(ref):
         raise UserError(
-            f"--upload {ref}: expected OWNER/SLUG, the slug 6-50 characters of a-z, 0-9 and '-' "
+            f"{option} {ref}: expected OWNER/SLUG, the slug 6-50 characters of a-z, 0-9 and '-' "
             "(e.g. alice/demo-mtlkaggle-bundle)"
         )
     owner, slug = ref.split("/")

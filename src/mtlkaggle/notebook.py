@@ -32,7 +32,7 @@ def notebook_cells(spec: Spec, options: NotebookOptions) -> list[tuple[str, str]
     """The notebook's cells as ``(kind, source)``; the first code cell holds every path."""
     from mtlkaggle.kaggle_datasets import check_dataset_ref
 
-    _, slug = check_dataset_ref(options.bundle_dataset)
+    _, slug = check_dataset_ref(options.bundle_dataset, "--bundle-dataset")
     competition = (
         spec.data.kaggle or next((s.kaggle for s in spec.submissions if s.kaggle), None) or spec.name
     )
