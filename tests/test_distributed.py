@@ -103,7 +103,9 @@ def test_torchrun_on_a_locked_run_stops_every_rank_with_the_same_line(tiny_spec,
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert output.count(f"is in use by pid {os.getpid()}") == 1, output[-3000:]
-    assert output.count("exitcode  : 2") == 2, output[-3000:]  # torchrun's summary: both ranks exited 2
+    # torchrun's summary: the ranks exited 2 (one may be stopped by torchrun once the other has left)
+    codes = [line.split(":", 1)[1].split()[0] for line in output.splitlines() if "exitcode  :" in line]
+    assert "2" in codes and set(codes) <= {"2", "-15"}, output[-3000:]
     ours = [line for line in output.splitlines() if line.strip().startswith('File "') and "mtlkaggle" in line]
     assert "barrier" not in output and not ours, output[-3000:]
     assert json.loads(lock.read_text(encoding="utf-8")) == holder  # the holder's lock is untouched

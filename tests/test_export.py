@@ -53,7 +53,8 @@ def test_wheel_installs_the_package_with_its_packaged_specs(exported_demo):
     wheel = exported_demo.bundle / meta["wheel"]
     assert wheel.name.startswith("mtlkaggle-") and wheel.suffix == ".whl"
     names = zipfile.ZipFile(wheel).namelist()
-    assert "mtlkaggle/bundle.py" in names and "mtlkaggle/cli.py" in names
+    assert "mtlkaggle/bundle.py" in names and "mtlkaggle/cli/__init__.py" in names
+    assert "mtlkaggle/engine/fold.py" in names and "mtlkaggle/data/loading.py" in names
     assert "mtlkaggle/competitions/demo.toml" in names  # setup.py packs competition/*.toml
     assert any(n.endswith("entry_points.txt") for n in names)
 
