@@ -223,6 +223,29 @@ def _record_uploads(comp: str, submission_dir: Path, message: str, uploads: list
     write_json_atomic(submitted_log(comp), records)
 
 
+def record_code_submission(
+    comp: str, upload: Upload, message: str, kernel: str, version: int | None, run: str | None
+) -> None:
+    """Append a notebook's submission (``submit --kernel``) to ``submissions/COMP/submitted.json``,
+    as file submissions are: the same fields, plus the notebook and its version."""
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record = {
+        "ref": upload.ref,
+        "competition": upload.competition,
+        "file": upload.file.name,
+        "message": message,
+        "run": run,
+        "submission_dir": None,
+        "date": date,
+        "status": "PENDING",
+        "public_score": None,
+        "private_score": None,
+        "kernel": kernel,
+        "kernel_version": version,
+    }
+    write_json_atomic(submitted_log(comp), _read_record(comp) + [record])
+
+
 def _update_record(comp: str, listed: list[KaggleSubmission]) -> None:
     """Copy Kaggle's status and scores onto the submissions this project recorded."""
     records = _read_record(comp)
@@ -284,7 +307,9 @@ def list_submissions(spec: Spec, limit: int = 20, api=None) -> list[KaggleSubmis
     Raises:
         UserError: no competition in the spec, no credentials, or Kaggle refuses.
     """
-    slugs = list(dict.fromkeys(s.kaggle for s in spec.submissions if s.kaggle))
+    # data.kaggle too: a code competition's notebook submits there (`submit --kernel`)
+    slugs = list(dict.fromkeys([*(s.kaggle for s in spec.submissions if s.kaggle), spec.data.kaggle]))
+    slugs = [s for s in slugs if s]
     if not slugs:
         raise UserError(
             f"competition '{spec.name}' names no Kaggle competition (`kaggle = \"slug\"` in the spec)"
