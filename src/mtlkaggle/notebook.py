@@ -177,6 +177,8 @@ def notebook_cells(spec: Spec, options: NotebookOptions) -> list[tuple[str, str]
             "code",
             "import os, subprocess, sys\n\n"
             "env = dict(os.environ)\n"
+            'for name in ("FORCE_COLOR", "CLICOLOR_FORCE"):  # ipykernel sets them; a log wants no bars\n'
+            "    env.pop(name, None)\n"
             "if PIP_TARGET:  # import the wheel just installed, not whatever the kernel's Python has\n"
             '    env["PYTHONPATH"] = os.pathsep.join(p for p in (PIP_TARGET, env.get("PYTHONPATH")) if p)\n'
             'command = [sys.executable, "-m", "mtlkaggle", "predict", "--bundle", BUNDLE,\n'

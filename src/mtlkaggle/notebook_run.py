@@ -116,10 +116,15 @@ def _link(path: Path, target: Path) -> None:
 
 def _execute(notebook, cwd: Path, timeout: float | None, result: LocalRun) -> None:
     """Run every cell in a fresh kernel on this Python; fill in time, memory and any error."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    from jupyter_client.manager import AsyncKernelManager
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    try:
+        import ipykernel  # noqa: F401 - the kernel the spec below starts
+        import psutil  # noqa: F401
+        from jupyter_client.kernelspec import KernelSpecManager
+        from jupyter_client.manager import AsyncKernelManager
+        from nbclient import NotebookClient
+        from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+    except ImportError as e:
+        raise UserError(f"--run-local needs {e.name}: pip install 'mtlkaggle[notebook]'") from None
 
     with tempfile.TemporaryDirectory(prefix="mtlkaggle-kernelspec-") as specs:
         spec_dir = Path(specs) / _KERNEL_NAME
@@ -140,8 +145,10 @@ def _execute(notebook, cwd: Path, timeout: float | None, result: LocalRun) -> No
         sampler = _PeakMemory()
         sampler.start()
         start = time.perf_counter()
-        try:
-            client.execute(cleanup_kc=True)  # we made the manager, so nbclient would leave it running
+        try:  # the kernel's own console (and its echo of every cell's output) goes to a log file
+            with open(result.out_dir / "kernel.log", "w", encoding="utf-8") as log:
+                # we made the manager, so nbclient would leave the kernel running without cleanup_kc
+                client.execute(cleanup_kc=True, stdout=log, stderr=log)
         except (CellExecutionError, CellTimeoutError, DeadKernelError, TimeoutError) as e:
             result.error = _first_line(str(e)) if not isinstance(e, CellExecutionError) else _error_name(e)
             result.log_tail = _failing_cell_tail(notebook) or _clean(str(e))[-LOG_TAIL:]
