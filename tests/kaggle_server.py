@@ -42,6 +42,7 @@ class KaggleState:
     submissions: list[dict] = field(default_factory=list)  # newest last, as ListSubmissions shows them
     # code competitions
     kernel_run: str = "complete"  # complete | error | running (never ends)
+    status_failures: int = 0  # the first N GetKernelSessionStatus calls answer 503
     running_polls: int = 2  # GetKernelSessionStatus answers RUNNING this many times first
     kernel_outputs: dict[str, bytes] = field(default_factory=dict)  # what the run leaves: name -> bytes
     kernel_log: str = ""
@@ -103,6 +104,9 @@ def _kernel_status(state: KaggleState, body: dict) -> tuple[int, dict]:
     kernel = state.kernels.get(_kernel_ref(body))
     if kernel is None:
         return 404, {"code": 404, "message": "Notebook not found"}
+    if state.status_failures > 0:
+        state.status_failures -= 1
+        return 503, {"code": 503, "message": "unavailable"}
     kernel["polls"] += 1
     if kernel["polls"] <= state.running_polls or state.kernel_run == "running":
         return 200, {"status": "RUNNING"}

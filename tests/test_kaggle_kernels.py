@@ -122,13 +122,14 @@ def test_dry_run_writes_a_complete_push_folder_and_sends_nothing(kaggle, workspa
 def test_push_wait_downloads_and_checks_submission_csv(kaggle, workspace, runner, output_csv):
     kaggle.dataset_status["alice/demo-bundle"] = "READY"
     kaggle.kernel_outputs = {"submission.csv": output_csv, "category.csv": output_csv}
+    kaggle.status_failures = 1  # a server hiccup while polling only skips that look
     result = runner.invoke(app, [*PUSH, "--wait", "--poll-interval", "0.01"])
     assert result.exit_code == 0, result.output
     assert f"pushed: {KERNEL} version 1" in result.output
     assert "24 rows, ids as in test.csv" in result.output
     assert f"mtlkaggle submit demo --kernel {KERNEL} --version 1" in result.output
     assert (workspace / "notebooks/demo/kernel/output/submission.csv").read_bytes() == output_csv
-    running = ["GetKernelSessionStatus"] * (kaggle.running_polls + 1)
+    running = ["GetKernelSessionStatus"] * (1 + kaggle.running_polls + 1)
     expected = ["GetDatasetStatus", "SaveKernel", *running, "ListKernelSessionOutput"]
     assert _posts(kaggle) == expected
     assert "GET /kernel-output/submission.csv" in kaggle.calls
@@ -190,6 +191,21 @@ def test_push_refusals_are_one_line(kaggle, workspace, runner, setup, expected, 
     assert __import__("re").search(expected, lines[0]), lines[0]
     assert ("SaveKernel" in _posts(kaggle)) is pushed
     assert SECRET not in result.output
+
+
+def test_push_checks_what_the_client_does_not(kaggle, workspace, runner):
+    from mtlkaggle.kaggle_kernels import push_kernel
+
+    assert runner.invoke(app, [*PUSH, "--dry-run", "--out-dir", "push"]).exit_code == 0
+    with pytest.raises(UserError, match=r"Kaggle could not attach alice/demo-bundle \(not found"):
+        push_kernel(workspace / "push")  # Kaggle lists the unknown dataset among invalid sources
+    metadata = json.loads((workspace / "push/kernel-metadata.json").read_text())
+    del metadata["enable_internet"]  # the client would push with the internet on
+    (workspace / "push/kernel-metadata.json").write_text(json.dumps(metadata))
+    calls = len(kaggle.calls)
+    with pytest.raises(UserError, match="enable_internet must be false for a code competition"):
+        push_kernel(workspace / "push")
+    assert len(kaggle.calls) == calls
 
 
 def test_missing_credentials_send_nothing(kaggle, workspace, runner, monkeypatch):

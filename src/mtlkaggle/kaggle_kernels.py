@@ -18,9 +18,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mtlkaggle.errors import UserError
 from mtlkaggle.submit import CREDENTIAL_HELP, Upload, kaggle_api
+
+if TYPE_CHECKING:
+    from mtlkaggle.notebook import KernelOptions, NotebookOptions
+    from mtlkaggle.spec import Spec
 
 DONE = ("COMPLETE", "ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED")
 _QUOTA_WORDS = ("quota", "limit", "allowance", "exceeded")
@@ -161,13 +166,17 @@ def push_kernel(folder: Path, api=None) -> PushedKernel:
     return PushedKernel(ref, int(version) if version else None, url)
 
 
-def kernel_status(ref: str, api=None) -> KernelStatus:
-    """The status of the notebook's latest run."""
+def kernel_status(ref: str, api=None, tolerate: bool = False) -> KernelStatus | None:
+    """The status of the notebook's latest run (None on a server or network hiccup when ``tolerate``)."""
+    from mtlkaggle.submit import is_transient
+
     api = api or kaggle_api()
     try:
         with _quiet():
             response = api.kernels_status(ref)
     except Exception as e:  # noqa: BLE001
+        if tolerate and is_transient(e):
+            return None
         raise _explain(e, f"reading the status of '{ref}'", "check OWNER/SLUG") from None
     status = getattr(response.status, "name", str(response.status))
     return KernelStatus(status, str(getattr(response, "failure_message", "") or ""))
@@ -180,15 +189,17 @@ def wait_for_kernel(
     on_poll: Callable[[KernelStatus], None] | None = None,
     api=None,
 ) -> KernelStatus:
-    """Poll ``kernels_status`` until the run ends or ``timeout`` seconds pass.
+    """Poll ``kernels_status`` until the run ends or ``timeout`` seconds pass; a server error or
+    network hiccup only skips that look (the run goes on without us).
 
     Returns:
         The last status (``done`` False at the timeout), with the seconds waited.
     """
     api = api or kaggle_api()
     start = time.monotonic()
+    status = KernelStatus("QUEUED")
     while True:
-        status = kernel_status(ref, api)
+        status = kernel_status(ref, api, tolerate=True) or status
         status = KernelStatus(status.status, status.failure, time.monotonic() - start)
         if on_poll is not None:
             on_poll(status)
@@ -257,9 +268,9 @@ class PushResult:
 
 
 def push_notebook(
-    spec,
-    notebook,
-    kernel,
+    spec: Spec,
+    notebook: NotebookOptions,
+    kernel: KernelOptions,
     folder: Path,
     options: PushOptions,
     on_poll: Callable[[KernelStatus], None] | None = None,
@@ -269,8 +280,8 @@ def push_notebook(
 
     Args:
         spec: The competition.
-        notebook: :class:`~mtlkaggle.notebook.NotebookOptions` (bundle source, TTA).
-        kernel: :class:`~mtlkaggle.notebook.KernelOptions` (id, accelerator, visibility).
+        notebook: The bundle source and TTA.
+        kernel: The notebook's id, accelerator and visibility.
         folder: The push folder; the run's output goes to ``folder/output``.
         options: Dry run, wait, timeout and poll interval.
         on_poll: Called with each status while waiting (progress display).
@@ -320,7 +331,7 @@ def check_code_competition(slug: str, api) -> None:
             return
 
 
-def submit_kernel(spec, kernel: str, version: int | None, message: str, run: str | None) -> Upload:
+def submit_kernel(spec: Spec, kernel: str, version: int | None, message: str, run: str | None) -> Upload:
     """Submit a notebook version's ``submission.csv`` to the spec's competition and record it in
     ``submissions/COMP/submitted.json``.
 

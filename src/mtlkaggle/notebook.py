@@ -311,7 +311,7 @@ def check_submission_csv(spec: Spec, path: Path) -> str:
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: the notebook left no {SUBMISSION}; read its log above")
+        raise UserError(f"{path}: the notebook left no {SUBMISSION}; look at its log and what it printed")
     ids, predictions = read_submission(spec, spec.submissions[0], path)
     rows = len(next(iter(predictions.values()))) if predictions else 0
     test = spec.data.test

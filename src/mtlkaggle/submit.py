@@ -278,7 +278,7 @@ def _as_submission(competition: str, item) -> KaggleSubmission:
     )
 
 
-def _transient(error: Exception) -> bool:
+def is_transient(error: Exception) -> bool:
     """A server failure (5xx) or a network hiccup: worth asking again, unlike 401/403/404."""
     import requests
 
@@ -293,7 +293,7 @@ def _list_one(api, competition: str, limit: int, tolerate: bool = False) -> list
     try:
         items = api.competition_submissions(competition, page_size=limit) or []
     except Exception as e:  # noqa: BLE001 - the client raises requests errors of many kinds
-        if tolerate and _transient(e):
+        if tolerate and is_transient(e):
             return None
         raise _explain(e, f"listing submissions of '{competition}'", competition) from None
     return [_as_submission(competition, item) for item in items if item is not None]

@@ -64,6 +64,9 @@ def submit(
     is refused. Each upload is recorded in submissions/COMP/submitted.json (with the run that made
     it), which `mtlkaggle runs` shows. With --wait, exits 1 when Kaggle fails to score a file or
     the timeout passes first.
+
+    In a code competition, --kernel OWNER/SLUG [--version N] submits the submission.csv of that
+    notebook version (pushed with `mtlkaggle notebook --push`) instead of files.
     """
     from mtlkaggle.paths import submissions_dir
     from mtlkaggle.spec import load_spec
