@@ -117,8 +117,8 @@ def _paths_cell(spec: Spec, options: NotebookOptions) -> str:
     source, competition = options.source, competition_slug(spec)
     test = spec.data.test
     return (
-        f'INPUT = "{options.input_root}"  # where Kaggle mounts the attached data\n'
-        f'WORKING = "{options.working}"  # what the notebook leaves here is its output\n'
+        f"INPUT = {options.input_root!r}  # where Kaggle mounts the attached data\n"
+        f"WORKING = {options.working!r}  # what the notebook leaves here is its output\n"
         f"PIP_TARGET = {options.pip_target!r}  # None: install into Kaggle's Python; a folder: a local run\n"
         f"BUNDLE_AT = {source.mounts()!r}  # the bundle {source.kind} {source.ref}\n"
         f"DATA_AT = {[competition, f'competitions/{competition}']!r}  # the competition's data\n"
