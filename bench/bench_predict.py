@@ -24,6 +24,7 @@ import torch
 
 from mtlkaggle.engine.runtime import autocast_for, resolve_device
 from mtlkaggle.model import MultiTaskNet
+from mtlkaggle.paths import RunLayout
 from mtlkaggle.predict import PredictOptions, _checked, _test_loader, ensemble_batch
 from mtlkaggle.spec import load_spec, with_train_overrides
 
@@ -83,7 +84,9 @@ def main() -> None:
     print(f"{'bound, 2 views (2 x bare forward)':36s} {bound:8.1f} img/s  1.000x")
     with tempfile.TemporaryDirectory() as tmp:
         table = _test_images(Path(tmp), args)
-        options = PredictOptions(Path(tmp), Path(tmp), device=str(device), num_workers=args.workers)
+        options = PredictOptions(
+            RunLayout(Path(tmp)), Path(tmp), device=str(device), num_workers=args.workers
+        )
         paths = (("pipeline, default settings", "auto"), ("cpu path", "cpu"), ("device path", "device"))
         predict = spec.predict.model_copy(update={"batch_size": args.batch_size})
         batched = spec.model_copy(update={"predict": predict})

@@ -30,6 +30,7 @@ import torch
 from mtlkaggle.data import load_image, read_split
 from mtlkaggle.demo import DemoConfig, make_demo
 from mtlkaggle.folds import FoldConfig, folds_path, make_folds, write_folds
+from mtlkaggle.paths import RunLayout
 from mtlkaggle.progress import make_progress
 from mtlkaggle.spec import load_spec, with_train_overrides
 from mtlkaggle.train import Trainer, TrainOptions, build_trainer
@@ -178,7 +179,7 @@ def main() -> None:
         for name in args.paths.split(","):
             on, cache = PATHS[name]
             run_spec = spec.model_copy(update={"augment": spec.augment.model_copy(update={"on": on})})
-            options = TrainOptions(root / "runs", device=args.device, overwrite=True)
+            options = TrainOptions(RunLayout(root / "runs"), device=args.device, overwrite=True)
             run = build_trainer(run_spec, "0", options)
             if bare is None:
                 bare = _bare(run, args.batches, args.batch_size, args.img_size)
@@ -188,8 +189,10 @@ def main() -> None:
             speed, wait = _full(run)
             results[name] = (speed, wait, _peak_memory(run.device))
             del run
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else (
-        f"CPU ({len(os.sched_getaffinity(0))} usable cores)"
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available() and args.device != "cpu"
+        else (f"CPU ({len(os.sched_getaffinity(0))} usable cores)")
     )
     from mtlkaggle.data.loading import default_workers
 

@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mtlkaggle.demo import DemoConfig, make_demo
+from mtlkaggle.paths import RunLayout
 from mtlkaggle.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,14 +91,14 @@ def exported_demo(_tiny_demo_template, tmp_path_factory):
         spec = with_train_overrides(load_spec("demo"), **TINY_TRAIN)
         write_folds(make_folds(spec, read_split(spec, "train"), FoldConfig(3, seed=0)), folds_path(spec))
         run_dir = root / "runs/demo/main"
-        options = TrainOptions(run_dir, device="cpu")
+        options = TrainOptions(RunLayout(run_dir), device="cpu")
         for fold in ("0", "1", "full"):
             outcome = run_training(spec, fold, options)
         reference = run_predict(
-            spec, PredictOptions(run_dir, root / "sub", tta=True, device="cpu", num_workers=0)
+            spec, PredictOptions(RunLayout(run_dir), root / "sub", tta=True, device="cpu", num_workers=0)
         )
         bundle = root / "bundle"
-        export = export_bundle(spec, ExportOptions(run_dir, bundle, onnx=True))
+        export = export_bundle(spec, ExportOptions(RunLayout(run_dir), bundle, onnx=True))
     return SimpleNamespace(
         root=root,
         spec=spec,

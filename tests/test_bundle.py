@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mtlkaggle.cli import app
+from mtlkaggle.paths import RunLayout
 
 pytestmark = pytest.mark.slow  # uses the session's trained and exported demo
 
@@ -175,7 +176,9 @@ def test_bundle_equals_the_run_on_the_same_device(exported_demo, tmp_path, devic
         mp.chdir(exported_demo.root)
         run = predict_ensemble(
             exported_demo.spec,
-            PredictOptions(exported_demo.run_dir, tmp_path, tta=True, device=device, num_workers=0),
+            PredictOptions(
+                RunLayout(exported_demo.run_dir), tmp_path, tta=True, device=device, num_workers=0
+            ),
         )
     # the test file's order, as a CSV of paths: the same batches as the run, so the same arithmetic
     listing = tmp_path / "list.csv"

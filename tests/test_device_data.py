@@ -27,6 +27,7 @@ from mtlkaggle.data.device import (
     sample_uniforms,
 )
 from mtlkaggle.data.loading import ImageDataset, LoaderConfig, build_transforms, collate, make_loader
+from mtlkaggle.paths import RunLayout
 from mtlkaggle.spec import load_spec
 
 from .conftest import REPO
@@ -262,7 +263,7 @@ def test_a_run_that_waits_on_data_says_so_once_with_the_option(tiny_spec, worksp
     from mtlkaggle.train import TrainOptions, build_trainer
 
     spec = with_train_overrides(tiny_spec, epochs=2)
-    trainer = build_trainer(spec, "0", TrainOptions(workspace / "runs/slow", device="cpu"))
+    trainer = build_trainer(spec, "0", TrainOptions(RunLayout(workspace / "runs/slow"), device="cpu"))
     dataset = trainer.train_loader.dataset
     dataset.transform = _SlowTransform(dataset.transform)
     out = io.StringIO()

@@ -125,13 +125,14 @@ _RANK_SCRIPT = """
 import json, sys
 from pathlib import Path
 import torch
+from mtlkaggle.paths import RunLayout
 from mtlkaggle.progress import make_progress
 from mtlkaggle.spec import load_spec, with_train_overrides
 from mtlkaggle.train import TrainOptions, build_trainer
 
 overrides = json.loads(sys.argv[1])
 spec = with_train_overrides(load_spec("demo"), **overrides)
-trainer = build_trainer(spec, "0", TrainOptions(Path("runs/demo/ranks")))
+trainer = build_trainer(spec, "0", TrainOptions(RunLayout(Path("runs/demo/ranks"))))
 rank = trainer.runtime.rank
 with make_progress(disable=True) as progress:
     trainer.train_epoch(progress)

@@ -34,7 +34,7 @@ def test_full_fold_adds_the_val_file_rows(tiny_spec):
 
 
 def test_without_trained_folds_the_spec_epochs_are_used(tiny_spec, workspace):
-    epochs, how = full_fit_epochs(tiny_spec, workspace / "runs/demo/none")
+    epochs, how = full_fit_epochs(tiny_spec, RunLayout(workspace / "runs/demo/none"))
     assert epochs == tiny_spec.train.epochs and "the spec's epochs" in how
 
 
@@ -74,5 +74,5 @@ def test_report_leaves_the_full_fit_out_of_the_scores(exported_demo, tmp_path, m
     from mtlkaggle.report import make_report
 
     monkeypatch.chdir(exported_demo.root)
-    written = make_report(exported_demo.spec, exported_demo.run_dir, tmp_path / "report")
+    written = make_report(exported_demo.spec, RunLayout(exported_demo.run_dir), tmp_path / "report")
     assert list(written.scores["fold"]) == ["0", "1", "mean"]

@@ -9,6 +9,7 @@ import torch
 
 from mtlkaggle.errors import UserError
 from mtlkaggle.mixing import mix_batch, mix_seed, mixing_active
+from mtlkaggle.paths import RunLayout
 from mtlkaggle.spec import AugmentSpec, Spec, with_augment_overrides
 
 TASKS = Spec.model_validate(
@@ -133,7 +134,7 @@ def test_train_with_mix_runs_and_resumes_exactly(tiny_spec, workspace, runner):
     from mtlkaggle.train import TrainOptions, train_fold
 
     spec = with_augment_overrides(with_train_overrides(tiny_spec, epochs=2), mix="mixup")
-    train_fold(spec, "0", TrainOptions(workspace / "runs/full"))
+    train_fold(spec, "0", TrainOptions(RunLayout(workspace / "runs/full")))
 
     class _Stop(Exception):
         pass
@@ -142,12 +143,14 @@ def test_train_with_mix_runs_and_resumes_exactly(tiny_spec, workspace, runner):
         raise _Stop
 
     with pytest.raises(_Stop):
-        train_fold(spec, "0", TrainOptions(workspace / "runs/cut", on_epoch_end=stop))
-    train_fold(spec, "0", TrainOptions(workspace / "runs/cut", resume=True))
+        train_fold(spec, "0", TrainOptions(RunLayout(workspace / "runs/cut"), on_epoch_end=stop))
+    train_fold(spec, "0", TrainOptions(RunLayout(workspace / "runs/cut"), resume=True))
     full = torch.load(workspace / "runs/full/fold0/last.pt", weights_only=True)["model"]
     resumed = torch.load(workspace / "runs/cut/fold0/last.pt", weights_only=True)["model"]
     assert all(torch.equal(full[k], resumed[k]) for k in full)
     with pytest.raises(UserError, match=r"trained with other settings \(augment.mix: mixup -> cutmix\)"):
         train_fold(
-            with_augment_overrides(spec, mix="cutmix"), "0", TrainOptions(workspace / "runs/cut", resume=True)
+            with_augment_overrides(spec, mix="cutmix"),
+            "0",
+            TrainOptions(RunLayout(workspace / "runs/cut"), resume=True),
         )

@@ -11,7 +11,7 @@ from mtlkaggle.cli import app
 from mtlkaggle.data import read_split
 from mtlkaggle.data.loading import ImageDataset, build_transforms
 from mtlkaggle.engine.checkpoint import load_fold_model
-from mtlkaggle.paths import FoldLayout
+from mtlkaggle.paths import FoldLayout, RunLayout
 from mtlkaggle.predict import PredictOptions, apply_view, predict_ensemble, run_predict
 from mtlkaggle.spec import with_train_overrides
 from mtlkaggle.train import TrainOptions, train_folds
@@ -42,7 +42,7 @@ def test_spec_accepts_crop_views_and_rejects_unknown_ones(workspace):
 @pytest.fixture
 def trained(tiny_spec, workspace):
     spec = with_train_overrides(tiny_spec, epochs=1)
-    train_folds(spec, ["0", "1"], TrainOptions(workspace / "runs/demo/main"))
+    train_folds(spec, ["0", "1"], TrainOptions(RunLayout(workspace / "runs/demo/main")))
     return spec
 
 
@@ -51,7 +51,7 @@ def test_ensemble_is_the_exact_mean_over_folds_and_views(trained, workspace):
     views = ["hflip", "vflip"]
     # on the CPU in fp32, so the hand computation below is the same arithmetic
     options = PredictOptions(
-        workspace / "runs/demo/main", workspace / "sub", views=views, num_workers=0, device="cpu"
+        RunLayout(workspace / "runs/demo/main"), workspace / "sub", views=views, num_workers=0, device="cpu"
     )
     ensemble = predict_ensemble(spec, options)
     assert ensemble.folds == ["0", "1"] and ensemble.views == ["identity", *views]
@@ -72,7 +72,7 @@ def test_ensemble_is_the_exact_mean_over_folds_and_views(trained, workspace):
         np.testing.assert_allclose(ensemble.probs[name], expected[name], rtol=1e-5, atol=1e-6)
     # and the views matter: hflip changes the output of a trained model
     plain = predict_ensemble(
-        spec, PredictOptions(options.run_dir, options.out_dir, tta=False, num_workers=0, device="cpu")
+        spec, PredictOptions(options.run, options.out_dir, tta=False, num_workers=0, device="cpu")
     )
     assert not np.allclose(plain.probs["attribute"], ensemble.probs["attribute"])
 
@@ -105,7 +105,9 @@ def test_evaluate_scores_match_direct_computation(trained, workspace):
     from mtlkaggle.evaluate import evaluate_submissions
     from mtlkaggle.metrics import mean_f1
 
-    run_predict(trained, PredictOptions(workspace / "runs/demo/main", workspace / "sub", num_workers=0))
+    run_predict(
+        trained, PredictOptions(RunLayout(workspace / "runs/demo/main"), workspace / "sub", num_workers=0)
+    )
     scores = evaluate_submissions(trained, workspace / "sub", workspace / "data/demo/test_labels.csv")
     truth = read_split(trained, "test_labels")
     sub = pd.read_csv(workspace / "sub/attribute.csv", dtype=str, keep_default_na=False)

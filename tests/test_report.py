@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from mtlkaggle.cli import app
-from mtlkaggle.report import curves_figure
+from mtlkaggle.figures import curves_figure
+from mtlkaggle.paths import RunLayout
 from mtlkaggle.spec import with_train_overrides
 from mtlkaggle.train import TrainOptions, train_folds
 
@@ -17,7 +18,7 @@ from mtlkaggle.train import TrainOptions, train_folds
 @pytest.fixture
 def run(tiny_spec, workspace):
     spec = with_train_overrides(tiny_spec, epochs=2, weighting="learned")
-    train_folds(spec, ["0", "1", "2"], TrainOptions(workspace / "runs/demo/main"))
+    train_folds(spec, ["0", "1", "2"], TrainOptions(RunLayout(workspace / "runs/demo/main")))
     return spec
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from mtlkaggle.cli import app
+from mtlkaggle.paths import RunLayout
 from mtlkaggle.spec import with_train_overrides
 from mtlkaggle.train import TrainOptions, train_folds
 
@@ -20,10 +21,12 @@ METRICS = ["category/accuracy", "category/macro_f1", "attribute/mean_f1", "attri
 @pytest.fixture
 def two_runs(tiny_spec, workspace):
     train_folds(
-        with_train_overrides(tiny_spec, epochs=1), ["0", "1"], TrainOptions(workspace / "runs/demo/a")
+        with_train_overrides(tiny_spec, epochs=1),
+        ["0", "1"],
+        TrainOptions(RunLayout(workspace / "runs/demo/a")),
     )
     wide = with_train_overrides(tiny_spec, epochs=2, img_size=40)
-    train_folds(wide, ["0", "1"], TrainOptions(workspace / "runs/demo/b"))
+    train_folds(wide, ["0", "1"], TrainOptions(RunLayout(workspace / "runs/demo/b")))
     return tiny_spec
 
 

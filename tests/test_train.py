@@ -10,6 +10,7 @@ import torch
 from mtlkaggle.data import read_split
 from mtlkaggle.errors import UserError
 from mtlkaggle.folds import read_folds
+from mtlkaggle.paths import RunLayout
 from mtlkaggle.spec import with_train_overrides
 from mtlkaggle.train import TrainOptions, build_trainer, train_fold, train_folds
 
@@ -87,7 +88,7 @@ def test_loss_falls_on_a_learnable_toy_and_fold_artefacts(workspace):
     _write_toy(workspace)
     spec = load_spec("toy")
     write_folds(make_folds(spec, read_split(spec, "train"), FoldConfig(3)), folds_path(spec))
-    result = train_fold(spec, "0", TrainOptions(workspace / "runs/a"))
+    result = train_fold(spec, "0", TrainOptions(RunLayout(workspace / "runs/a")))
     folder = workspace / "runs/a/fold0"
     for name in ("best.pt", "last.pt", "config.json", "metrics.csv", "oof.csv"):
         assert (folder / name).is_file(), name
@@ -104,7 +105,7 @@ def test_loss_falls_on_a_learnable_toy_and_fold_artefacts(workspace):
 
 def test_oof_covers_each_validation_id_once(tiny_spec, workspace):
     spec = with_train_overrides(tiny_spec, epochs=1)
-    summary = train_folds(spec, ["0", "1", "2"], TrainOptions(workspace / "runs/oof"))
+    summary = train_folds(spec, ["0", "1", "2"], TrainOptions(RunLayout(workspace / "runs/oof")))
     assert list(summary["fold"]) == ["0", "1", "2", "mean"]
     table = read_split(spec, "train")
     assignment = read_folds(spec, table)
@@ -128,22 +129,24 @@ TIMINGS = ["img_per_s", "data_wait", "seconds"]  # metrics.csv columns that meas
 def test_resume_equals_uninterrupted_run(tiny_spec, workspace):
     # EMA, uncertainty weights and warmup make every piece of resumable state matter
     spec = with_train_overrides(tiny_spec, epochs=3, ema=True, weighting="uncertainty")
-    train_fold(spec, "1", TrainOptions(workspace / "runs/full"))
+    train_fold(spec, "1", TrainOptions(RunLayout(workspace / "runs/full")))
 
     def stop_after_two(run, row):
         if row["epoch"] == 2:
             raise _Stop
 
     with pytest.raises(_Stop):
-        train_fold(spec, "1", TrainOptions(workspace / "runs/cut", on_epoch_end=stop_after_two))
+        train_fold(spec, "1", TrainOptions(RunLayout(workspace / "runs/cut"), on_epoch_end=stop_after_two))
     assert pd.read_csv(workspace / "runs/cut/fold1/metrics.csv")["epoch"].tolist() == [1, 2]
     with pytest.raises(UserError, match="already holds a run; pass --resume"):
-        train_fold(spec, "1", TrainOptions(workspace / "runs/cut"))
+        train_fold(spec, "1", TrainOptions(RunLayout(workspace / "runs/cut")))
     with pytest.raises(UserError, match=r"trained with other settings \(epochs: 3 -> 4\)"):
         train_fold(
-            with_train_overrides(spec, epochs=4), "1", TrainOptions(workspace / "runs/cut", resume=True)
+            with_train_overrides(spec, epochs=4),
+            "1",
+            TrainOptions(RunLayout(workspace / "runs/cut"), resume=True),
         )
-    train_fold(spec, "1", TrainOptions(workspace / "runs/cut", resume=True))
+    train_fold(spec, "1", TrainOptions(RunLayout(workspace / "runs/cut"), resume=True))
     for name in ("last.pt", "best.pt"):
         full, cut = (
             _weights(workspace / f"runs/full/fold1/{name}"),
@@ -160,7 +163,9 @@ def test_resume_equals_uninterrupted_run(tiny_spec, workspace):
 def test_same_seed_same_weights_other_seed_differs(tiny_spec, workspace):
     spec = with_train_overrides(tiny_spec, epochs=1)
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        train_fold(with_train_overrides(spec, seed=seed), "0", TrainOptions(workspace / f"runs/{name}"))
+        train_fold(
+            with_train_overrides(spec, seed=seed), "0", TrainOptions(RunLayout(workspace / f"runs/{name}"))
+        )
     a, b, c = (_weights(workspace / f"runs/{n}/fold0/last.pt") for n in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
@@ -168,7 +173,7 @@ def test_same_seed_same_weights_other_seed_differs(tiny_spec, workspace):
 
 def test_early_freeze_restores_best_state_and_freezes_exactly(tiny_spec, workspace):
     spec = with_train_overrides(tiny_spec, early_freeze=1, epochs=3)
-    run = build_trainer(spec, "0", TrainOptions(workspace / "runs/ef"))
+    run = build_trainer(spec, "0", TrainOptions(RunLayout(workspace / "runs/ef")))
     assert run.early_freeze({"category": 1.0, "attribute": 1.0}) == []
     best = {k: v.clone() for k, v in run.model.state_dict().items()}
     with torch.no_grad():  # the model moves on after the best epoch
@@ -199,7 +204,7 @@ def test_early_freeze_restores_best_state_and_freezes_exactly(tiny_spec, workspa
 
 def test_every_task_frozen_stops_the_fold(tiny_spec, workspace):
     spec = with_train_overrides(tiny_spec, early_freeze=1, epochs=8, lr=1e-12, backbone_lr_mult=1e-3)
-    result = train_fold(spec, "0", TrainOptions(workspace / "runs/stop"))
+    result = train_fold(spec, "0", TrainOptions(RunLayout(workspace / "runs/stop")))
     metrics = pd.read_csv(workspace / "runs/stop/fold0/metrics.csv")
     assert result.epochs_run < 8
     assert set(metrics["frozen"].iloc[-1].split()) == {"category", "attribute"}
@@ -207,7 +212,7 @@ def test_every_task_frozen_stops_the_fold(tiny_spec, workspace):
 
 def test_early_stopping_when_the_score_stalls(tiny_spec, workspace):
     spec = with_train_overrides(tiny_spec, early_stopping=2, epochs=8, lr=1e-12, backbone_lr_mult=1e-3)
-    result = train_fold(spec, "0", TrainOptions(workspace / "runs/es"))
+    result = train_fold(spec, "0", TrainOptions(RunLayout(workspace / "runs/es")))
     metrics = pd.read_csv(workspace / "runs/es/fold0/metrics.csv")
     best = int(metrics["score"].idxmax()) + 1
     assert result.epochs_run == len(metrics) < 8
@@ -225,7 +230,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_spec, workspace):
                 run.model.heads["category"][-1].weight.fill_(float("nan"))
 
     with pytest.raises(UserError, match=r"fold 0 epoch 2 batch 1: loss is not finite.*last good checkpoint"):
-        train_fold(spec, "0", TrainOptions(workspace / "runs/nan", on_epoch_end=poison))
+        train_fold(spec, "0", TrainOptions(RunLayout(workspace / "runs/nan"), on_epoch_end=poison))
     assert (folder / "last.pt").read_bytes() == poison.saved
     weights = _weights(folder / "last.pt")
     assert all(torch.isfinite(v).all() for v in weights.values() if v.is_floating_point())
@@ -237,8 +242,10 @@ def test_unreadable_image_named_or_skipped(tiny_spec, workspace):
     bad = table.paths[int(np.flatnonzero(read_folds(spec, table) != 0)[0])]
     bad.write_bytes(b"not an image")
     with pytest.raises(UserError, match=f"{bad.name}: unreadable image.*--skip-bad-images"):
-        train_fold(spec, "0", TrainOptions(workspace / "runs/bad"))
-    train_fold(spec, "0", TrainOptions(workspace / "runs/bad", skip_bad_images=True, overwrite=True))
+        train_fold(spec, "0", TrainOptions(RunLayout(workspace / "runs/bad")))
+    train_fold(
+        spec, "0", TrainOptions(RunLayout(workspace / "runs/bad"), skip_bad_images=True, overwrite=True)
+    )
     metrics = pd.read_csv(workspace / "runs/bad/fold0/metrics.csv")
     assert metrics["skipped_images"].iloc[-1] == 1
 
@@ -246,7 +253,7 @@ def test_unreadable_image_named_or_skipped(tiny_spec, workspace):
 @pytest.mark.parametrize("weighting", ["uncertainty", "learned"])
 def test_learned_weights_are_logged_and_move(tiny_spec, workspace, weighting):
     spec = with_train_overrides(tiny_spec, epochs=2, weighting=weighting, lr=1e-2)
-    train_fold(spec, "0", TrainOptions(workspace / f"runs/{weighting}"))
+    train_fold(spec, "0", TrainOptions(RunLayout(workspace / f"runs/{weighting}")))
     metrics = pd.read_csv(workspace / f"runs/{weighting}/fold0/metrics.csv")
     w = metrics[["weight/category", "weight/attribute"]].to_numpy()
     assert not np.allclose(w, 1.0)
@@ -261,7 +268,7 @@ def test_holdout_val_split_and_accumulation(tiny_spec, workspace):
     from mtlkaggle.spec import Spec
 
     spec = with_train_overrides(Spec.model_validate(raw), epochs=1, accumulate=2, scheduler="plateau")
-    result = train_fold(spec, "val", TrainOptions(workspace / "runs/holdout"))
+    result = train_fold(spec, "val", TrainOptions(RunLayout(workspace / "runs/holdout")))
     oof = pd.read_csv(workspace / "runs/holdout/foldval/oof.csv")
     assert len(oof) == 24 and result.epochs_run == 1
 
@@ -270,12 +277,12 @@ def test_holdout_val_split_and_accumulation(tiny_spec, workspace):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_amp_on_cuda(tiny_spec, workspace):
     spec = with_train_overrides(tiny_spec, epochs=2, amp=True, batch_size=32)
-    run = build_trainer(spec, "0", TrainOptions(workspace / "runs/gpu", device="cuda"))
+    run = build_trainer(spec, "0", TrainOptions(RunLayout(workspace / "runs/gpu"), device="cuda"))
     with run.autocast():
         out = run.model(torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8, device="cuda"))
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     assert out["category"].dtype == expected
-    result = train_fold(spec, "0", TrainOptions(workspace / "runs/gpu2", device="cuda"))
+    result = train_fold(spec, "0", TrainOptions(RunLayout(workspace / "runs/gpu2"), device="cuda"))
     assert np.isfinite(result.best_score)
 
 
@@ -290,10 +297,16 @@ def test_fp16_gradscaler_state_survives_resume(tiny_spec, workspace):
         raise _Stop
 
     with pytest.raises(_Stop):
-        train_fold(spec, "0", TrainOptions(workspace / "runs/fp16", device="cuda", on_epoch_end=stop))
-    run = build_trainer(spec, "0", TrainOptions(workspace / "runs/fp16", device="cuda", resume=True))
+        train_fold(
+            spec, "0", TrainOptions(RunLayout(workspace / "runs/fp16"), device="cuda", on_epoch_end=stop)
+        )
+    run = build_trainer(
+        spec, "0", TrainOptions(RunLayout(workspace / "runs/fp16"), device="cuda", resume=True)
+    )
     assert run.scaler.get_scale() == stop.scale
-    result = train_fold(spec, "0", TrainOptions(workspace / "runs/fp16", device="cuda", resume=True))
+    result = train_fold(
+        spec, "0", TrainOptions(RunLayout(workspace / "runs/fp16"), device="cuda", resume=True)
+    )
     assert result.epochs_run == 2 and np.isfinite(result.best_score)
 
 
@@ -303,10 +316,13 @@ def test_compiled_model_trains_and_predicts(tiny_spec, workspace):
     from mtlkaggle.predict import PredictOptions, run_predict
 
     spec = with_train_overrides(tiny_spec, epochs=1, compile=True)
-    result = train_fold(spec, "0", TrainOptions(workspace / "runs/demo/main", device="cuda"))
+    result = train_fold(spec, "0", TrainOptions(RunLayout(workspace / "runs/demo/main"), device="cuda"))
     assert np.isfinite(result.best_score)
     _, written = run_predict(
-        spec, PredictOptions(workspace / "runs/demo/main", workspace / "sub", device="cuda", num_workers=0)
+        spec,
+        PredictOptions(
+            RunLayout(workspace / "runs/demo/main"), workspace / "sub", device="cuda", num_workers=0
+        ),
     )
     assert all(p.is_file() for p in written)
 
@@ -315,14 +331,14 @@ def test_resume_is_exact_with_worker_processes(tiny_spec, workspace):
     # workers start (and draw their base seed) on the first epoch after a resume, not before:
     # they must not shift the dropout RNG, so the resumed run still equals the uninterrupted one
     spec = with_train_overrides(tiny_spec, epochs=2, num_workers=2)
-    train_fold(spec, "2", TrainOptions(workspace / "runs/full"))
+    train_fold(spec, "2", TrainOptions(RunLayout(workspace / "runs/full")))
 
     def stop_after_one(run, row):
         raise _Stop
 
     with pytest.raises(_Stop):
-        train_fold(spec, "2", TrainOptions(workspace / "runs/cut", on_epoch_end=stop_after_one))
-    train_fold(spec, "2", TrainOptions(workspace / "runs/cut", resume=True))
+        train_fold(spec, "2", TrainOptions(RunLayout(workspace / "runs/cut"), on_epoch_end=stop_after_one))
+    train_fold(spec, "2", TrainOptions(RunLayout(workspace / "runs/cut"), resume=True))
     full = _weights(workspace / "runs/full/fold2/last.pt")
     cut = _weights(workspace / "runs/cut/fold2/last.pt")
     assert all(torch.equal(full[k], cut[k]) for k in full)
@@ -386,7 +402,7 @@ def test_the_folds_file_decides_how_many_folds_train(tiny_spec, workspace, runne
 
 def test_resume_under_another_augmentation_path_is_refused(tiny_spec, workspace):
     spec = with_train_overrides(tiny_spec, epochs=1)
-    train_fold(spec, "0", TrainOptions(workspace / "runs/aug"))
+    train_fold(spec, "0", TrainOptions(RunLayout(workspace / "runs/aug")))
     other = spec.model_copy(update={"augment": spec.augment.model_copy(update={"on": "device"})})
     with pytest.raises(UserError, match=r"other settings \(augment.on: auto -> device\)"):
-        train_fold(other, "0", TrainOptions(workspace / "runs/aug", resume=True))
+        train_fold(other, "0", TrainOptions(RunLayout(workspace / "runs/aug"), resume=True))

@@ -19,9 +19,11 @@ from torch.utils.data import DataLoader
 
 from mtlkaggle.data.labels import LabelTable
 from mtlkaggle.data.loading import ImageDataset, build_transforms, collate, default_workers
-from mtlkaggle.engine.runtime import autocast_for, resolve_device
+from mtlkaggle.engine.checkpoint import model_from_state
+from mtlkaggle.engine.runtime import resolve_device
 from mtlkaggle.errors import UserError
 from mtlkaggle.model import MultiTaskNet
+from mtlkaggle.predict import Ensemble, average_predictions, decide_all, tta_views
 from mtlkaggle.spec import Spec
 
 BUNDLE_JSON = "bundle.json"
@@ -113,12 +115,13 @@ def load_bundle(
     models = []
     for name in chosen:
         path = bundle_dir / available[name]["weights"]
-        model = MultiTaskNet(spec, spec.train)
         try:
-            model.load_state_dict(load_file(path))
-        except (OSError, SafetensorError, RuntimeError) as e:
+            state = load_file(path)
+        except (OSError, SafetensorError) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"{path}: cannot load fold {name}'s weights ({reason}); export again") from None
+        where = f"{path}: fold {name}'s weights do not fit the spec in {bundle_dir / BUNDLE_JSON}"
+        model = model_from_state(spec, state, where, "export the bundle again (`mtlkaggle export`)")
         models.append(model.to(device).eval())
     thresholds = {k: np.asarray(v, dtype=np.float64) for k, v in meta["thresholds"].items()}
     return Bundle(bundle_dir, spec, chosen, models, thresholds, meta)
@@ -170,24 +173,19 @@ def _csv_inputs(path: Path, column: str | None, spec: Spec | None) -> tuple[np.n
     return ids, [p if (p := Path(v)).is_absolute() else path.parent / p for v in ids]
 
 
-@torch.no_grad()
 def predict_table(
     bundle: Bundle, table: LabelTable, options: BundlePredictOptions
 ) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
     """Average every fold's probabilities over every view of each image of ``table``.
 
-    The same arithmetic as ``predict COMP`` (:func:`mtlkaggle.predict.ensemble_batch`): same
-    evaluation transform, batch size, memory format and autocast.
+    The same loop as ``predict COMP`` (:func:`mtlkaggle.predict.average_predictions`): same
+    evaluation transform, batch size, memory format, autocast and arithmetic.
 
     Returns:
         Probabilities per task (regression: values in original units; rows of unreadable images
         are NaN), one message per unreadable image, and a mask of the rows that were read.
     """
-    from mtlkaggle.predict import ensemble_batch
-    from mtlkaggle.progress import make_progress
-
     spec, device = bundle.spec, next(bundle.models[0].parameters()).device
-    views = bundle_views(spec, options)
     img_size = spec.train.img_size
     loader = DataLoader(
         ImageDataset(table, build_transforms(spec, img_size, train=False), img_size),
@@ -196,47 +194,15 @@ def predict_table(
         collate_fn=collate,
         pin_memory=device.type == "cuda",
     )
-    autocast, _ = autocast_for(device, spec.train.amp, spec.train.amp_dtype)
-    memory = torch.channels_last if spec.train.channels_last else torch.contiguous_format
-    sums = {t.name: torch.zeros((len(table), t.size), device=device) for t in spec.tasks}
-    read = np.zeros(len(table), dtype=bool)
-    bad: list[str] = []
-    with make_progress() as progress:
-        bar = progress.add_task(
-            f"predicting {len(bundle.models)} fold(s) x {len(views)} view(s)",
-            total=len(table),
-            unit="img",
-            status="",
-        )
-        for batch in loader:
-            bad += batch["bad"]
-            if "image" in batch:
-                images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory)
-                rows = batch["index"].to(device)
-                for name, total in ensemble_batch(bundle.models, views, images, autocast).items():
-                    sums[name][rows] += total
-                read[batch["index"].numpy()] = True
-            progress.advance(bar, len(batch.get("index", [])) + batch["skipped"])
-    scale = 1.0 / (len(bundle.models) * len(views))
-    probs = {}
-    for task in spec.tasks:
-        p = (sums[task.name] * scale).cpu().numpy()
-        p[~read] = np.nan
-        probs[task.name] = p[:, 0] if task.kind == "regression" else p
-    return probs, bad, read
-
-
-def bundle_views(spec: Spec, options: BundlePredictOptions) -> list[str]:
-    """The plain view, plus the spec's (or the given) TTA views with ``tta``."""
-    if not options.tta:
-        return ["identity"]
-    return ["identity", *(options.views if options.views is not None else spec.predict.tta)]
+    weights = [1.0 / len(bundle.models)] * len(bundle.models)
+    views = tta_views(spec, options.tta, options.views)
+    return average_predictions(
+        spec, spec, bundle.models, weights, views, loader, None, len(table), stop_at_bad=False
+    )
 
 
 def decide_rows(bundle: Bundle, probs: dict[str, np.ndarray], read: np.ndarray) -> dict[str, np.ndarray]:
     """Final predictions of the rows that were read (argmax, tuned thresholds, values)."""
-    from mtlkaggle.predict import Ensemble, decide_all
-
     ensemble = Ensemble(
         np.arange(int(read.sum())),
         {k: v[read] for k, v in probs.items()},
@@ -312,7 +278,9 @@ def predict_images(
     from mtlkaggle.io import write_csv_atomic
 
     write_csv_atomic(out, prediction_frame(bundle.spec, ids, probs, decided, read, errors))
-    return BundlePrediction(bundle, bundle_views(bundle.spec, options), len(ids), bad, [Path(out)])
+    return BundlePrediction(
+        bundle, tta_views(bundle.spec, options.tta, options.views), len(ids), bad, [Path(out)]
+    )
 
 
 def predict_competition(
@@ -344,4 +312,4 @@ def predict_competition(
         raise UserError(f"{bad[0]}; every test image needs a prediction ({len(bad)} unreadable)")
     written = write_submissions(spec, table.ids, decide_rows(bundle, probs, read), table.ids, out_dir)
     write_csv_atomic(out_dir / "probabilities.csv", probability_frame(spec, table.ids, probs))
-    return BundlePrediction(bundle, bundle_views(spec, options), len(table), [], written)
+    return BundlePrediction(bundle, tta_views(spec, options.tta, options.views), len(table), [], written)

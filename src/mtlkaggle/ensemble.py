@@ -16,7 +16,6 @@ the same probabilities (for members and ensemble alike, so the rows compare like
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -25,6 +24,7 @@ from mtlkaggle.errors import UserError
 from mtlkaggle.io import write_csv_atomic, write_json_atomic
 from mtlkaggle.metrics import monitor_score, score_all
 from mtlkaggle.paths import RunLayout
+from mtlkaggle.provenance import write_run_config
 from mtlkaggle.spec import Spec
 
 
@@ -32,15 +32,15 @@ from mtlkaggle.spec import Spec
 class Member:
     """One trained run in an ensemble and its share of the average."""
 
-    run_dir: Path
+    run: RunLayout
     weight: float
 
     @property
     def label(self) -> str:
         """``RUN`` or ``RUN/seedS``."""
-        if self.run_dir.name.startswith("seed"):
-            return f"{self.run_dir.parent.name}/{self.run_dir.name}"
-        return self.run_dir.name
+        if self.run.name.startswith("seed"):
+            return f"{self.run.dir.parent.name}/{self.run.name}"
+        return self.run.name
 
 
 def resolve_members(comp: str, runs: list[str], weights: list[float] | None = None) -> list[Member]:
@@ -60,7 +60,7 @@ def resolve_members(comp: str, runs: list[str], weights: list[float] | None = No
     members = []
     for run, weight in zip(runs, weights, strict=True):
         layout = RunLayout.of(comp, run)
-        parts = [s.dir for s in layout.seed_runs()] or ([layout.dir] if layout.trained_folds() else [])
+        parts = layout.seed_runs() or ([layout] if layout.trained_folds() else [])
         if not parts:
             raise UserError(
                 f"{layout.dir}: no trained folds and no seed runs; train it first "
@@ -104,12 +104,12 @@ def ensemble_oof(spec: Spec, members: list[Member]) -> OofEnsemble:
     """
     from mtlkaggle.thresholds import collect_oof
 
-    collected = [collect_oof(spec, m.run_dir) for m in members]
+    collected = [collect_oof(spec, m.run) for m in members]
     common = set(collected[0][0]).intersection(*(set(ids) for ids, _, _ in collected[1:]))
     ids = np.array([i for i in collected[0][0] if i in common], dtype=object)
     if not len(ids):
         raise UserError(
-            f"{members[0].run_dir} and {members[-1].run_dir} share no out-of-fold row; ensemble runs "
+            f"{members[0].run.dir} and {members[-1].run.dir} share no out-of-fold row; ensemble runs "
             "trained on the same folds file"
         )
     aligned = [_align(ids, *c) for c in collected]
@@ -137,9 +137,8 @@ def _scored_row(spec: Spec, label: str, targets: dict, probs: dict) -> tuple[dic
     return {"run": label, "rows": len(next(iter(targets.values()))), **scores}, tuned
 
 
-def write_ensemble(spec: Spec, run_dir: Path, oof: OofEnsemble) -> None:
-    """``ensemble.csv`` and ``thresholds.json`` (multi-label tasks) of an ensemble in ``run_dir``."""
-    layout = RunLayout(run_dir)
+def write_ensemble(spec: Spec, layout: RunLayout, oof: OofEnsemble) -> None:
+    """``ensemble.csv`` and ``thresholds.json`` (multi-label tasks) of an ensemble in ``layout``."""
     table = oof.table.copy()
     table["score"] = [monitor_score(spec, row) for row in table.to_dict("records")]
     write_csv_atomic(layout.ensemble, table)
@@ -147,7 +146,7 @@ def write_ensemble(spec: Spec, run_dir: Path, oof: OofEnsemble) -> None:
         write_json_atomic(layout.thresholds, {name: r.to_json() for name, r in oof.thresholds.items()})
 
 
-def tune_run_thresholds(spec: Spec, run_dir: Path) -> dict:
+def tune_run_thresholds(spec: Spec, run: RunLayout) -> dict:
     """``mtlkaggle tune``: thresholds tuned on a run's out-of-fold probabilities, written to its
     ``thresholds.json``; for a ``train --seeds`` run, on the seeds' averaged probabilities (and its
     ``ensemble.csv`` is written again).
@@ -157,11 +156,11 @@ def tune_run_thresholds(spec: Spec, run_dir: Path) -> dict:
     """
     from mtlkaggle.thresholds import tune_run
 
-    seeds = RunLayout(run_dir).seed_runs()
+    seeds = run.seed_runs()
     if not seeds:
-        return tune_run(spec, run_dir)
-    oof = ensemble_oof(spec, [Member(s.dir, 1.0 / len(seeds)) for s in seeds])
-    write_ensemble(spec, run_dir, oof)
+        return tune_run(spec, run)
+    oof = ensemble_oof(spec, [Member(s, 1.0 / len(seeds)) for s in seeds])
+    write_ensemble(spec, run, oof)
     return oof.thresholds
 
 
@@ -175,31 +174,31 @@ class SeedsOutcome:
 
 
 def run_seeds(spec: Spec, fold: str, seeds: list[int], options, jobs: int = 1) -> SeedsOutcome:
-    """Train every seed as its own run under ``options.run_dir``, then ensemble their OOF.
+    """Train every seed as its own run under ``options.run``, then ensemble their OOF.
 
     Raises:
-        UserError: ``options.run_dir`` already holds folds trained without ``--seeds``, or see
+        UserError: ``options.run`` already holds folds trained without ``--seeds``, or see
             :func:`mtlkaggle.train.run_training`.
     """
     from mtlkaggle.spec import with_train_overrides
     from mtlkaggle.train import run_training
 
-    layout = RunLayout(options.run_dir)
+    layout = options.run
     if layout.trained_folds():
         raise UserError(
             f"{layout.dir} holds folds trained without --seeds; pass another --run for the seed ensemble"
         )
     summaries, is_main = {}, True
     for seed in dict.fromkeys(seeds):
-        seed_options = replace(options, run_dir=layout.seed(seed).dir)
+        seed_options = replace(options, run=layout.seed(seed))
         outcome = run_training(with_train_overrides(spec, seed=seed), fold, seed_options, jobs)
         summaries[seed], is_main = outcome.summary, outcome.is_main
     table = None
     if is_main and fold in ("all", "val") and len(summaries) > 1:
-        members = [Member(layout.seed(s).dir, 1.0 / len(summaries)) for s in summaries]
+        members = [Member(layout.seed(s), 1.0 / len(summaries)) for s in summaries]
         oof = ensemble_oof(spec, members)
-        write_ensemble(spec, layout.dir, oof)
-        write_json_atomic(layout.config, spec.model_dump(mode="json"))
+        write_ensemble(spec, layout, oof)
+        write_run_config(layout.config, spec)
         table = oof.table
     return SeedsOutcome(summaries, table, is_main)
 

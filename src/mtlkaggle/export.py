@@ -20,11 +20,12 @@ import numpy as np
 import torch
 
 from mtlkaggle.bundle import BUNDLE_JSON, FORMAT
-from mtlkaggle.engine.checkpoint import load_checkpoint, load_fold_model
+from mtlkaggle.engine.checkpoint import load_fold_model, read_best
 from mtlkaggle.errors import UserError
 from mtlkaggle.io import atomic_path, write_json_atomic
 from mtlkaggle.model import MultiTaskNet
 from mtlkaggle.paths import FoldLayout, RunLayout
+from mtlkaggle.provenance import versions
 from mtlkaggle.spec import Spec
 
 ONNX_OPSET = 17
@@ -35,7 +36,7 @@ ONNX_CHECK_BATCH = 3  # not the export batch (2): the check also proves the batc
 class ExportOptions:
     """Which run and folds to export, where, and what to add."""
 
-    run_dir: Path
+    run: RunLayout
     out_dir: Path
     folds: list[str] | None = None
     onnx: bool = False
@@ -54,7 +55,7 @@ class ExportResult:
 
 
 def export_bundle(spec: Spec, options: ExportOptions) -> ExportResult:
-    """Write the bundle of ``options.run_dir``'s folds into ``options.out_dir``.
+    """Write the bundle of ``options.run``'s folds into ``options.out_dir``.
 
     Args:
         spec: The competition as it is now (its TTA views, data layout and submission files go
@@ -65,16 +66,18 @@ def export_bundle(spec: Spec, options: ExportOptions) -> ExportResult:
         UserError: no trained fold, folds of different recipes, an ONNX file that disagrees
             with torch, a wheel that cannot be built.
     """
-    folds = _chosen_folds(options.run_dir, options.folds)
-    loaded = [load_fold_model(fold, "cpu") for fold in folds]
+    folds = options.run.chosen_folds(options.folds)
+    best = [read_best(fold) for fold in folds]
+    loaded = [load_fold_model(fold, "cpu", b) for fold, b in zip(folds, best, strict=True)]
     trained = _same_architecture(folds, [s for _, s in loaded])
-    thresholds = _thresholds(spec, options.run_dir)
+    thresholds = _thresholds(spec, options.run)
     out = options.out_dir
     _clear_previous_bundle(out)
     result = ExportResult(out, [f.name for f in folds])
     entries = []
-    for fold, (model, _) in zip(folds, loaded, strict=True):
-        entry = {"name": fold.name, "weights": f"fold{fold.name}.safetensors", **_fold_scores(fold)}
+    for fold, b, (model, _) in zip(folds, best, loaded, strict=True):
+        entry = {"name": fold.name, "weights": f"fold{fold.name}.safetensors", "epoch": b.epoch + 1}
+        entry["scores"] = b.scores
         _save_safetensors(model, out / entry["weights"], fold.name)
         result.files.append(out / entry["weights"])
         if options.onnx:
@@ -110,18 +113,6 @@ def _clear_previous_bundle(out: Path) -> None:
             path.unlink()
 
 
-def _chosen_folds(run_dir: Path, folds: list[str] | None) -> list[FoldLayout]:
-    available = {f.name: f for f in RunLayout(run_dir).trained_folds()}
-    chosen = folds or list(available)
-    missing = [f for f in chosen if f not in available]
-    if not chosen or missing:
-        raise UserError(
-            f"{run_dir}: no trained fold {', '.join(missing) if missing else '(none at all)'}; "
-            f"trained: {', '.join(available) or 'none'}. Run `mtlkaggle train` first"
-        )
-    return [available[f] for f in chosen]
-
-
 def _same_architecture(folds: list[FoldLayout], specs: list[Spec]) -> Spec:
     """The first fold's spec, once every fold is known to share its network and preprocessing.
 
@@ -140,12 +131,6 @@ def _same_architecture(folds: list[FoldLayout], specs: list[Spec]) -> Spec:
     return specs[0]
 
 
-def _fold_scores(fold: FoldLayout) -> dict:
-    payload = load_checkpoint(fold.best, ("epoch",), "train this fold again")
-    scores = {k: float(v) for k, v in payload.get("scores", {}).items()}
-    return {"epoch": int(payload["epoch"]) + 1, "scores": scores}
-
-
 def _save_safetensors(model: MultiTaskNet, path: Path, fold: str) -> None:
     from safetensors.torch import save
 
@@ -154,24 +139,10 @@ def _save_safetensors(model: MultiTaskNet, path: Path, fold: str) -> None:
         tmp.write_bytes(save(state, metadata={"format": "pt", "fold": fold}))
 
 
-def _thresholds(spec: Spec, run_dir: Path) -> dict[str, list[float]]:
+def _thresholds(spec: Spec, run: RunLayout) -> dict[str, list[float]]:
     from mtlkaggle.thresholds import load_thresholds
 
-    return {k: [round(float(t), 6) for t in v] for k, v in load_thresholds(spec, run_dir).items()}
-
-
-def _versions(with_onnx: bool) -> dict[str, str]:
-    import timm
-
-    import mtlkaggle
-
-    versions = {"mtlkaggle": mtlkaggle.__version__, "torch": torch.__version__, "timm": timm.__version__}
-    if with_onnx:
-        import onnx
-        import onnxruntime
-
-        versions |= {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
-    return versions
+    return {k: [round(float(t), 6) for t in v] for k, v in load_thresholds(spec, run).items()}
 
 
 def _bundle_meta(spec: Spec, folds: list[dict], thresholds: dict, result: ExportResult) -> dict:
@@ -211,7 +182,7 @@ def _bundle_meta(spec: Spec, folds: list[dict], thresholds: dict, result: Export
         if result.onnx_max_diff
         else None,
         "wheel": result.wheel.name if result.wheel else None,
-        "versions": _versions(bool(result.onnx_max_diff)),
+        "versions": versions(bool(result.onnx_max_diff)),
         "spec": spec.model_dump(mode="json"),
     }
 

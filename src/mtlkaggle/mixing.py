@@ -105,3 +105,15 @@ def mix_targets(
         y = y.float()
         out[task.name] = lam * y + (1.0 - lam) * y[perm]
     return out
+
+
+def mix_for_epoch(
+    spec, images: torch.Tensor, targets: dict[str, torch.Tensor], epoch: int, rank: int, batch: int
+):
+    """Mixup/CutMix of one training batch when the spec asks for it this epoch, else the batch as
+    it is; the draws are seeded by (seed, epoch, rank, batch), so a resumed run mixes alike."""
+    t = spec.train
+    if not mixing_active(spec.augment, epoch, t.epochs):
+        return images, targets
+    mixed = mix_batch(images, targets, spec.tasks, spec.augment, mix_seed(t.seed, epoch, rank, batch))
+    return mixed.images, mixed.targets

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import queue as queue_module
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 from mtlkaggle.engine.trainer import FoldResult, TrainOptions
@@ -88,7 +88,7 @@ def train_parallel(
             while pending and free:
                 fold, slot = pending.pop(0), free.pop(0)
                 job_options = replace(options, device=devices[slot])
-                args = (spec.model_dump(mode="json"), fold, asdict(job_options), threads, jobs, events)
+                args = (spec.model_dump(mode="json"), fold, job_options, threads, jobs, events)
                 process = context.Process(target=_fold_job, args=args, name=f"mtlkaggle-fold{fold}")
                 process.start()
                 running[fold] = (process, slot)
@@ -150,23 +150,25 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def _fold_job(spec_json: dict, fold: str, options: dict, threads: int, jobs: int, events: Any) -> None:
-    """The body of one fold's process (spawned: everything arrives as plain data)."""
+def _fold_job(
+    spec_json: dict, fold: str, options: TrainOptions, threads: int, jobs: int, events: Any
+) -> None:
+    """The body of one fold's process (spawned: the spec arrives as plain data, the options pickled)."""
     import torch
 
     from mtlkaggle.data.loading import default_workers
-    from mtlkaggle.train import train_fold
+    from mtlkaggle.engine.fold import train_fold
 
     torch.set_num_threads(threads)
     try:
         spec = Spec.model_validate(spec_json)
         workers = spec.train.num_workers
-        if options["device"] == "cpu" and workers != 0:
+        if options.device == "cpu" and workers != 0:
             workers = default_workers() if workers is None else workers  # None: shared out too
             spec = spec.model_copy(
                 update={"train": spec.train.model_copy(update={"num_workers": max(0, workers // jobs)})}
             )
-        result = train_fold(spec, fold, TrainOptions(**options), QueueProgress(events, fold))
+        result = train_fold(spec, fold, options, QueueProgress(events, fold))
         events.put(("done", fold, 0, result))
     except UserError as e:
         events.put(("error", fold, 0, str(e)))

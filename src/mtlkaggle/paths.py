@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from mtlkaggle.errors import UserError
+
 RUNS = Path("runs")
 SUBMISSIONS = Path("submissions")
 REPORTS = Path("reports")
@@ -88,6 +90,22 @@ class RunLayout:
         return sorted(
             found, key=lambda f: (not f.name.isdigit(), int(f.name) if f.name.isdigit() else 0, f.name)
         )
+
+    def chosen_folds(self, names: list[str] | None = None) -> list[FoldLayout]:
+        """The trained folds called ``names`` (default: every trained fold), in that order.
+
+        Raises:
+            UserError: a fold that is not trained, or no trained fold at all.
+        """
+        available = {f.name: f for f in self.trained_folds()}
+        chosen = names or list(available)
+        missing = [f for f in chosen if f not in available]
+        if not chosen or missing:
+            raise UserError(
+                f"{self.dir}: no trained fold {', '.join(missing) if missing else '(none at all)'}; "
+                f"trained: {', '.join(available) or 'none'}. Run `mtlkaggle train` first"
+            )
+        return [available[f] for f in chosen]
 
     def seed(self, seed: int) -> RunLayout:
         """The sub-run of one seed of ``train --seeds``: ``runs/COMP/RUN/seed{S}/``."""

@@ -40,6 +40,7 @@ from mtlkaggle.model import MultiTaskNet
 from mtlkaggle.paths import RunLayout
 from mtlkaggle.probabilities import probability_frame
 from mtlkaggle.progress import make_progress
+from mtlkaggle.provenance import write_submission_config
 from mtlkaggle.spec import Spec
 from mtlkaggle.submission import write_submissions
 from mtlkaggle.thresholds import apply_thresholds, load_thresholds
@@ -49,7 +50,7 @@ from mtlkaggle.thresholds import apply_thresholds, load_thresholds
 class PredictOptions:
     """Which run and folds to use, which views, where to write."""
 
-    run_dir: Path
+    run: RunLayout
     out_dir: Path
     folds: list[str] | None = None
     tta: bool = True
@@ -57,7 +58,7 @@ class PredictOptions:
     device: str | None = None
     num_workers: int | None = None  # None: default_workers()
     augment_on: str = "auto"  # where test images are decoded and resized: auto, cpu, device
-    members: tuple = ()  # ensemble.Member: runs to average instead of run_dir alone
+    members: tuple = ()  # ensemble.Member: runs to average instead of ``run`` alone
 
 
 @dataclass
@@ -166,33 +167,22 @@ def _valid_view(view: str) -> bool:
     return True
 
 
-def _views(spec: Spec, options: PredictOptions) -> list[str]:
-    if not options.tta:
+def tta_views(spec: Spec, tta: bool, views: list[str] | None = None) -> list[str]:
+    """The plain view, plus with ``tta`` the given views (default: the spec's ``[predict] tta``)."""
+    if not tta:
         return ["identity"]
-    return ["identity", *(options.views if options.views is not None else spec.predict.tta)]
+    return ["identity", *(views if views is not None else spec.predict.tta)]
 
 
 def _models(
-    run_dir: Path, folds: list[str] | None, device: torch.device
+    run: RunLayout, folds: list[str] | None, device: torch.device
 ) -> tuple[list[MultiTaskNet], Spec, list[str]]:
-    available, chosen = _chosen_folds(run_dir, folds)
-    loaded = [load_fold_model(available[f], device) for f in chosen]
+    chosen = run.chosen_folds(folds)
+    loaded = [load_fold_model(fold, device) for fold in chosen]
     specs = {(s.train.backbone, s.train.img_size) for _, s in loaded}
     if len(specs) > 1:
-        raise UserError(f"{run_dir}: folds were trained with different backbones/sizes {sorted(specs)}")
-    return [m for m, _ in loaded], loaded[0][1], chosen
-
-
-def _chosen_folds(run_dir: Path, folds: list[str] | None) -> tuple[dict, list[str]]:
-    available = {f.name: f for f in RunLayout(run_dir).trained_folds()}
-    chosen = folds or list(available)
-    missing = [f for f in chosen if f not in available]
-    if not chosen or missing:
-        raise UserError(
-            f"{run_dir}: no trained fold {', '.join(missing) if missing else '(none at all)'}; "
-            f"trained: {', '.join(sorted(available)) or 'none'}. Run `mtlkaggle train` first"
-        )
-    return available, chosen
+        raise UserError(f"{run.dir}: folds were trained with different backbones/sizes {sorted(specs)}")
+    return [m for m, _ in loaded], loaded[0][1], [f.name for f in chosen]
 
 
 class _Resized(torch.nn.Module):
@@ -214,8 +204,8 @@ def _member_models(options: PredictOptions, device: torch.device) -> tuple[list,
     """Every member's fold models, each one's weight (summing to 1), the loading spec, their names."""
     from mtlkaggle.ensemble import Member
 
-    members = options.members or (Member(options.run_dir, 1.0),)
-    loaded = [(m, *_models(m.run_dir, options.folds, device)) for m in members]
+    members = options.members or (Member(options.run, 1.0),)
+    loaded = [(m, *_models(m.run, options.folds, device)) for m in members]
     largest = max((trained for _, _, trained, _ in loaded), key=lambda t: t.train.img_size)
     models, weights, names = [], [], []
     for member, fold_models, trained, folds in loaded:
@@ -226,36 +216,73 @@ def _member_models(options: PredictOptions, device: torch.device) -> tuple[list,
     return models, weights, largest, names
 
 
-@torch.no_grad()
 def predict_ensemble(spec: Spec, options: PredictOptions) -> Ensemble:
     """Average probabilities over every fold's best model and every view of each test image."""
     check_options(options)
     device = resolve_device(options.device)
     models, weights, trained, folds = _member_models(options, device)
-    views = _views(spec, options)
+    views = tta_views(spec, options.tta, options.views)
     table = read_split(spec, "test", labelled=False)
     loader, prepare = _test_loader(spec, trained, table, options, device)
+    probs, _, _ = average_predictions(
+        spec, trained, models, weights, views, loader, prepare, len(table), stop_at_bad=True
+    )
+    return Ensemble(table.ids, probs, folds, views)
+
+
+@torch.no_grad()
+def average_predictions(
+    spec: Spec,
+    trained: Spec,
+    models: list,
+    weights: list[float],
+    views: list[str],
+    loader,
+    prepare: DevicePipeline | None,
+    n_rows: int,
+    stop_at_bad: bool,
+) -> tuple[dict[str, np.ndarray], list[str], np.ndarray]:
+    """The ensemble x TTA loop of ``predict`` and ``predict --bundle``: every model's probabilities
+    (times its weight; the weights sum to 1) averaged over every view of each image.
+
+    ``trained`` is the spec the models were trained with (autocast, memory format); ``loader``
+    yields batches with the rows' ``index``.
+
+    Returns:
+        Probabilities per task (regression: values in original units; rows of unreadable images
+        are NaN), one message per unreadable image, and a mask of the rows that were read.
+
+    Raises:
+        UserError: with ``stop_at_bad``, at the first unreadable image.
+    """
+    device = next(iter(models[0].parameters())).device
     autocast, _ = autocast_for(device, trained.train.amp, trained.train.amp_dtype)
-    sums = {t.name: torch.zeros((len(table), t.size), device=device) for t in spec.tasks}
     memory = torch.channels_last if trained.train.channels_last else torch.contiguous_format
+    sums = {t.name: torch.zeros((n_rows, t.size), device=device) for t in spec.tasks}
+    read = np.zeros(n_rows, dtype=bool)
+    bad: list[str] = []
     with make_progress() as progress:
-        bar = progress.add_task(
-            f"predicting {len(folds)} fold(s) x {len(views)} view(s)", total=len(table), unit="img", status=""
-        )
-        start = 0
-        for batch in _checked(loader, prepare):
-            images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory)
-            rows = slice(start, start + images.shape[0])
-            for name, total in ensemble_batch(models, views, images, autocast, weights).items():
-                sums[name][rows] += total
-            start += images.shape[0]
-            progress.advance(bar, images.shape[0])
+        title = f"predicting {len(models)} fold(s) x {len(views)} view(s)"
+        bar = progress.add_task(title, total=n_rows, unit="img", status="")
+        for batch in loader:
+            batch = prepare(batch) if prepare is not None else batch
+            if batch["bad"] and stop_at_bad:
+                raise UserError(f"{batch['bad'][0]}; every test image needs a prediction: fix or replace it")
+            bad += batch["bad"]
+            if "image" in batch:
+                images = batch["image"].to(device, non_blocking=True).contiguous(memory_format=memory)
+                rows = batch["index"].to(device)
+                for name, total in ensemble_batch(models, views, images, autocast, weights).items():
+                    sums[name][rows] += total
+                read[batch["index"].numpy()] = True
+            progress.advance(bar, len(batch.get("index", [])) + batch["skipped"])
     scale = 1.0 / len(views)  # the weights sum to 1
     probs = {}
     for task in spec.tasks:
-        p = (sums[task.name] * scale).cpu().numpy()
-        probs[task.name] = p[:, 0] if task.kind == "regression" else p
-    return Ensemble(table.ids, probs, folds, views)
+        values = (sums[task.name] * scale).cpu().numpy()
+        values[~read] = np.nan
+        probs[task.name] = values[:, 0] if task.kind == "regression" else values
+    return probs, bad, read
 
 
 def ensemble_batch(
@@ -304,15 +331,6 @@ def _test_loader(
     return loader, prepare
 
 
-def _checked(loader: DataLoader, prepare: DevicePipeline | None = None):
-    for batch in loader:
-        if prepare is not None:
-            batch = prepare(batch)
-        if batch["bad"]:
-            raise UserError(f"{batch['bad'][0]}; every test image needs a prediction: fix or replace it")
-        yield batch
-
-
 def decide_all(spec: Spec, ensemble: Ensemble) -> dict[str, np.ndarray]:
     """Final predictions: argmax, tuned thresholds (with the at-least-one rule), or values."""
     out = {}
@@ -328,8 +346,7 @@ def decide_all(spec: Spec, ensemble: Ensemble) -> dict[str, np.ndarray]:
 def _thresholds(spec: Spec, options: PredictOptions) -> dict[str, np.ndarray]:
     """One run's tuned thresholds; an ensemble's, tuned now on its averaged out-of-fold probabilities."""
     if len(options.members) <= 1:
-        run_dir = options.members[0].run_dir if options.members else options.run_dir
-        return load_thresholds(spec, run_dir)
+        return load_thresholds(spec, options.members[0].run if options.members else options.run)
     if not any(t.kind == "multilabel" for t in spec.tasks):
         return {}
     from mtlkaggle.ensemble import ensemble_oof
@@ -344,8 +361,8 @@ def run_predict(spec: Spec, options: PredictOptions) -> tuple[Ensemble, list[Pat
     from mtlkaggle.ensemble import Member
 
     check_options(options)
-    for member in options.members or (Member(options.run_dir, 1.0),):
-        _chosen_folds(member.run_dir, options.folds)  # an untrained run says so first
+    for member in options.members or (Member(options.run, 1.0),):
+        member.run.chosen_folds(options.folds)  # an untrained run says so first
     thresholds = _thresholds(spec, options)  # a damaged file fails before the slow part
     ensemble = predict_ensemble(spec, options)
     ensemble.thresholds = thresholds
@@ -355,16 +372,14 @@ def run_predict(spec: Spec, options: PredictOptions) -> tuple[Ensemble, list[Pat
     write_csv_atomic(
         options.out_dir / "probabilities.csv", probability_frame(spec, ensemble.ids, ensemble.probs)
     )
-    write_json_atomic(
+    write_submission_config(
         options.out_dir / "config.json",
-        {
-            "spec": spec.model_dump(mode="json"),
-            "run": str(options.run_dir),
-            "members": [{"run": str(m.run_dir), "weight": m.weight} for m in options.members],
-            "folds": ensemble.folds,
-            "views": ensemble.views,
-            "thresholds": {k: [round(float(t), 6) for t in v] for k, v in ensemble.thresholds.items()},
-            "files": [p.name for p in written],
-        },
+        spec,
+        run=str(options.run.dir),
+        members=[{"run": str(m.run.dir), "weight": m.weight} for m in options.members],
+        folds=ensemble.folds,
+        views=ensemble.views,
+        thresholds={k: [round(float(t), 6) for t in v] for k, v in ensemble.thresholds.items()},
+        files=[p.name for p in written],
     )
     return ensemble, written

@@ -192,6 +192,7 @@ class AugmentSpec(_Strict):
     def resolved_mix_alpha(self) -> float:
         """``mix_alpha``, or the usual value for the chosen mix (mixup 0.2, cutmix 1.0)."""
         return self.mix_alpha if self.mix_alpha is not None else (1.0 if self.mix == "cutmix" else 0.2)
+
     # where decoding and augmentation run: 'device' (batched on the training device, see
     # data/device.py), 'cpu' (albumentations in DataLoader workers), 'auto' (device on CUDA)
     on: Literal["auto", "cpu", "device"] = "auto"

@@ -198,7 +198,9 @@ def tune_thresholds(
 # ---------------------------------------------------------------- the `tune` stage
 
 
-def collect_oof(spec: Spec, run_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
+def collect_oof(
+    spec: Spec, run: RunLayout
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every fold's out-of-fold probabilities, joined with the true labels by id.
 
     Returns:
@@ -208,9 +210,9 @@ def collect_oof(spec: Spec, run_dir: Path) -> tuple[np.ndarray, dict[str, np.nda
 
     from mtlkaggle.data.labels import read_split
 
-    files = [f for f in RunLayout(run_dir).trained_folds() if f.oof.is_file()]
+    files = [f for f in run.trained_folds() if f.oof.is_file()]
     if not files:
-        raise UserError(f"{run_dir}: no out-of-fold predictions; run `mtlkaggle train {spec.name}` first")
+        raise UserError(f"{run.dir}: no out-of-fold predictions; run `mtlkaggle train {spec.name}` first")
     oof = pd.concat([_read_oof(spec, fold.oof) for fold in files])
     tables = [read_split(spec, "train")] + ([read_split(spec, "val")] if spec.data.val else [])
     position = {}
@@ -254,15 +256,15 @@ def _read_oof(spec: Spec, path: Path):
     return frame
 
 
-def tune_run(spec: Spec, run_dir: Path) -> dict[str, ThresholdResult]:
+def tune_run(spec: Spec, run: RunLayout) -> dict[str, ThresholdResult]:
     """Tune every multi-label task's thresholds on a run's OOF and write ``thresholds.json``.
 
     A task is tuned for its primary metric when that is ``mean_f1`` or ``macro_f1``, otherwise
     for ``mean_f1``.
     """
-    _, targets, probs = collect_oof(spec, run_dir)
+    _, targets, probs = collect_oof(spec, run)
     results = tune_probabilities(spec, targets, probs)
-    write_json_atomic(RunLayout(run_dir).thresholds, {name: r.to_json() for name, r in results.items()})
+    write_json_atomic(run.thresholds, {name: r.to_json() for name, r in results.items()})
     return results
 
 
@@ -319,17 +321,17 @@ def _is_fraction(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1
 
 
-def load_thresholds(spec: Spec, run_dir: Path) -> dict[str, np.ndarray]:
+def load_thresholds(spec: Spec, run: RunLayout) -> dict[str, np.ndarray]:
     """Thresholds per multi-label task from ``thresholds.json`` (tuning first if it is missing).
 
     A run that holds only a full-data fit has no out-of-fold predictions to tune on: its
     multi-label tasks use 0.5 (an empty dict).
     """
-    path = RunLayout(run_dir).thresholds
+    path = run.thresholds
     if not any(t.kind == "multilabel" for t in spec.tasks):
         return {}
     if not path.exists():
-        if {f.name for f in RunLayout(run_dir).trained_folds()} == {"full"}:
+        if {f.name for f in run.trained_folds()} == {"full"}:
             return {}
-        tune_run(spec, run_dir)
+        tune_run(spec, run)
     return {name: np.array(entry["thresholds"]) for name, entry in read_thresholds_file(spec, path).items()}

@@ -12,20 +12,18 @@ trains the same fold, DDP; rank 0 writes); or ``--jobs N`` folds at once, one pr
 
 from __future__ import annotations
 
-import json
-import sys
 from dataclasses import dataclass
 
 import pandas as pd
 
 from mtlkaggle.engine import distributed as dist
-from mtlkaggle.engine.runtime import Runtime, make_runtime
+from mtlkaggle.engine.fold import build_trainer, train_fold
+from mtlkaggle.engine.runtime import make_runtime
 from mtlkaggle.engine.trainer import FoldResult, Trainer, TrainOptions
 from mtlkaggle.errors import UserError
-from mtlkaggle.folds import split_fold
-from mtlkaggle.io import run_lock, write_csv_atomic, write_json_atomic
-from mtlkaggle.paths import FoldLayout, RunLayout
-from mtlkaggle.progress import make_progress
+from mtlkaggle.io import run_lock, write_csv_atomic
+from mtlkaggle.paths import RunLayout
+from mtlkaggle.provenance import note_in_config, write_run_config
 from mtlkaggle.spec import Spec
 
 __all__ = [
@@ -41,49 +39,6 @@ __all__ = [
     "train_folds",
 ]
 
-# Fields that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {"num_workers", "compile"}
-
-
-def build_trainer(spec: Spec, fold: str, options: TrainOptions, runtime: Runtime | None = None) -> Trainer:
-    """A fold's Trainer with its folder checked and prepared (resumed from ``last.pt`` if asked).
-
-    Raises:
-        UserError: an existing run that is neither resumed nor overwritten, or a resume under
-            other settings.
-    """
-    runtime = runtime or make_runtime(options.device)
-    files = RunLayout(options.run_dir).fold(fold)
-    resume = _check_folder(spec, files, options)
-    dist.barrier(runtime)  # every rank has looked before rank 0 changes anything
-    trainer = Trainer(spec, fold, split_fold(spec, fold), runtime, files, options)
-    if resume:
-        trainer.resume()
-    elif runtime.is_main:
-        _start_folder(trainer)
-    dist.barrier(runtime)
-    return trainer
-
-
-def train_fold(spec: Spec, fold: str, options: TrainOptions, progress=None) -> FoldResult:
-    """Train one fold to the end (or resume it), keeping the best and last checkpoints.
-
-    Args:
-        spec: The competition, with the recipe in ``spec.train``.
-        fold: A fold number as a string, or ``val`` for the spec's fixed train/val split.
-        options: Where to write, which device, resume/overwrite.
-        progress: A progress display to draw on (default: a new one, on rank 0 only).
-
-    Raises:
-        UserError: bad data, a non-finite loss (the last good checkpoint is kept), or an existing
-            run that is neither resumed nor overwritten.
-    """
-    trainer = build_trainer(spec, fold, options)
-    if progress is not None:
-        return trainer.fit(progress)
-    with make_progress(disable=not trainer.runtime.is_main) as own:
-        return trainer.fit(own)
-
 
 def train_folds(spec: Spec, folds: list[str], options: TrainOptions, jobs: int = 1) -> pd.DataFrame:
     """Train several folds, one after another or ``jobs`` at a time, under the run's lock.
@@ -95,7 +50,7 @@ def train_folds(spec: Spec, folds: list[str], options: TrainOptions, jobs: int =
             and the message names the failed folds).
     """
     runtime = make_runtime(options.device)
-    layout = RunLayout(options.run_dir)
+    layout = options.run
     with run_lock(layout.lock, hold=runtime.is_main):
         if jobs > 1:
             from mtlkaggle.parallel import train_parallel
@@ -106,7 +61,7 @@ def train_folds(spec: Spec, folds: list[str], options: TrainOptions, jobs: int =
         summary = summarize(results)
         if runtime.is_main and results:
             write_csv_atomic(layout.summary, summary)
-            write_json_atomic(layout.config, spec.model_dump(mode="json"))
+            write_run_config(layout.config, spec)
     if failures:
         detail = "; ".join(f"fold {k}: {v}" for k, v in sorted(failures.items()))
         kept = ", ".join(r.fold for r in results) or "none"
@@ -124,78 +79,6 @@ def summarize(results: list[FoldResult]) -> pd.DataFrame:
     return summary
 
 
-def _check_folder(spec: Spec, files: FoldLayout, options: TrainOptions) -> bool:
-    """Whether to resume; refuses to overwrite or to resume under another recipe."""
-    if files.last.exists() and options.resume:
-        _check_same_recipe(spec, files)
-        return True
-    if files.last.exists() and not options.overwrite:
-        raise UserError(
-            f"{files.dir} already holds a run; pass --resume to continue it or --overwrite to start again"
-        )
-    return False
-
-
-def _start_folder(trainer: Trainer) -> None:
-    files = trainer.files
-    files.dir.mkdir(parents=True, exist_ok=True)
-    for path in files.outputs:
-        path.unlink(missing_ok=True)
-    config = {
-        "spec": trainer.spec.model_dump(mode="json"),
-        "fold": trainer.fold,
-        "weights": trainer.weights_origin,
-        "device": str(trainer.device),
-        "world_size": trainer.runtime.world_size,
-        "command": " ".join(sys.argv),
-        "versions": _versions(),
-        "train_rows": len(trainer.train_table),
-        "val_rows": len(trainer.val_table),
-    }
-    write_json_atomic(files.config, config)
-
-
-def _check_same_recipe(spec: Spec, files: FoldLayout) -> None:
-    """Refuse to resume under a different recipe: the result would match neither run."""
-    if not files.config.is_file():
-        return
-    from mtlkaggle.readback import read_json_object
-
-    config = read_json_object(files.config, "start the fold again with --overwrite", "fold config")
-    saved_spec = config.get("spec") if isinstance(config.get("spec"), dict) else {}
-    saved = saved_spec.get("train")
-    if not isinstance(saved, dict):
-        raise UserError(f"{files.config}: no spec.train section; start the fold again with --overwrite")
-    saved = saved | _mix_fields(saved_spec.get("augment") or {})
-    current = spec.train.model_dump(mode="json") | _mix_fields(spec.augment.model_dump(mode="json"))
-    changed = sorted(k for k in current if k not in _RESUMABLE_CHANGES and saved.get(k) != current[k])
-    if changed:
-        details = ", ".join(f"{k}: {saved.get(k)} -> {current[k]}" for k in changed)
-        raise UserError(
-            f"{files.dir} was trained with other settings ({details}); resume with the same options, "
-            "or pass --overwrite to start again"
-        )
-
-
-def _mix_fields(augment: dict) -> dict:
-    """The [augment] section as ``augment.FIELD`` keys, defaults filled in for runs saved before a
-    field existed (augmentation, its data path and batch mixing are part of the recipe a resume
-    must keep)."""
-    from mtlkaggle.spec import AugmentSpec
-
-    full = AugmentSpec().model_dump(mode="json") | augment
-    return {f"augment.{k}": v for k, v in full.items()}
-
-
-def _versions() -> dict[str, str]:
-    import timm
-    import torch
-
-    import mtlkaggle
-
-    return {"mtlkaggle": mtlkaggle.__version__, "torch": torch.__version__, "timm": timm.__version__}
-
-
 @dataclass
 class TrainOutcome:
     """What ``mtlkaggle train`` prints: the per-fold summary and, after every fold, the thresholds."""
@@ -206,28 +89,21 @@ class TrainOutcome:
     note: str = ""  # e.g. how a full-data fit chose its epochs
 
 
-def full_fit_epochs(spec: Spec, run_dir) -> tuple[int, str]:
+def full_fit_epochs(spec: Spec, run: RunLayout) -> tuple[int, str]:
     """Epochs for ``--fold full``, and how they were chosen.
 
     The mean best epoch (1-based) of the run's trained cross-validation folds, rounded half up;
     the spec's ``train.epochs`` when the run has no trained fold yet.
     """
-    from mtlkaggle.engine.checkpoint import load_checkpoint
+    from mtlkaggle.engine.checkpoint import read_best
 
-    folds = [f for f in RunLayout(run_dir).trained_folds() if f.name != "full"]
+    folds = [f for f in run.trained_folds() if f.name != "full"]
     if not folds:
-        return spec.train.epochs, f"the spec's epochs ({spec.train.epochs}): no trained fold in {run_dir}"
-    fix = "train that fold again, or pass --epochs"
-    best = [int(load_checkpoint(f.best, ("epoch",), fix)["epoch"]) + 1 for f in folds]
+        return spec.train.epochs, f"the spec's epochs ({spec.train.epochs}): no trained fold in {run.dir}"
+    best = [read_best(f).epoch + 1 for f in folds]
     epochs = max(1, int(sum(best) / len(best) + 0.5))
     shown = ", ".join(f"fold {f.name}: {b}" for f, b in zip(folds, best, strict=True))
     return epochs, f"the mean best epoch of the trained folds, rounded ({shown})"
-
-
-def _note_in_config(path, key: str, value: str) -> None:
-    if path.is_file():
-        config = json.loads(path.read_text(encoding="utf-8"))
-        write_json_atomic(path, {**config, key: value})
 
 
 def run_training(
@@ -243,9 +119,7 @@ def run_training(
     """
     note = ""
     if fold == "full":
-        epochs, how = (
-            (spec.train.epochs, "--epochs") if epochs_given else full_fit_epochs(spec, options.run_dir)
-        )
+        epochs, how = (spec.train.epochs, "--epochs") if epochs_given else full_fit_epochs(spec, options.run)
         spec = spec.model_copy(update={"train": spec.train.model_copy(update={"epochs": epochs})})
         note = f"full-data fit: {epochs} epoch(s), from {how}"
     from mtlkaggle.engine.runtime import env_rank
@@ -261,10 +135,10 @@ def run_training(
     finally:
         dist.close()
     if note and rank == 0:
-        _note_in_config(RunLayout(options.run_dir).fold("full").config, "epochs_chosen_by", note)
+        note_in_config(options.run.fold("full").config, "epochs_chosen_by", note)
     thresholds = None
     if rank == 0 and fold in ("all", "val") and any(t.kind == "multilabel" for t in spec.tasks):
         from mtlkaggle.thresholds import tune_run
 
-        thresholds = tune_run(spec, options.run_dir)
+        thresholds = tune_run(spec, options.run)
     return TrainOutcome(summary, thresholds, rank == 0, note)

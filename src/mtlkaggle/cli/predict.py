@@ -21,6 +21,46 @@ from mtlkaggle.cli.options import (
 from mtlkaggle.cli.tables import files_table
 from mtlkaggle.errors import UserError
 
+_Runs = Annotated[
+    str | None,
+    typer.Option(
+        help="Comma-separated runs to ensemble instead of --run (any backbones and sizes); "
+        "thresholds are tuned on their averaged out-of-fold probabilities."
+    ),
+]
+
+_RunWeights = Annotated[
+    str | None, typer.Option(help="One weight per --runs run, e.g. 2,1 (default: equal).")
+]
+
+_Folds = Annotated[str | None, typer.Option(help="Comma-separated folds (default: every trained fold).")]
+
+_Tta = Annotated[bool, typer.Option("--tta/--no-tta", help="Average over the spec's TTA views too.")]
+
+_Views = Annotated[
+    str | None,
+    typer.Option(help="TTA views instead of the spec's (needs --tta): hflip,vflip,zoom:1.15,hflip+zoom:0.9"),
+]
+
+_Bundle = Annotated[
+    Path | None, typer.Option(help="An exported bundle folder: predict without competition/ or runs/.")
+]
+
+_Input = Annotated[
+    Path | None,
+    typer.Option("--input", help="With --bundle: a folder of images (recursive), one image, or a CSV."),
+]
+
+_PathColumn = Annotated[str | None, typer.Option(help="With --input FILE.csv: the column of image paths.")]
+
+_CompetitionFiles = Annotated[
+    bool,
+    typer.Option(
+        help="With --bundle: write the spec's submission files for the test set found under "
+        "--data-dir (a Kaggle code competition's notebook)."
+    ),
+]
+
 
 @user_errors
 def predict(
@@ -29,53 +69,23 @@ def predict(
         typer.Argument(help="Competition name or .toml (not needed with --bundle)."),
     ] = None,
     run: Annotated[str, typer.Option(help="Run whose fold checkpoints to ensemble.")] = "main",
-    runs: Annotated[
-        str | None,
-        typer.Option(
-            help="Comma-separated runs to ensemble instead of --run (any backbones and sizes); "
-            "thresholds are tuned on their averaged out-of-fold probabilities."
-        ),
-    ] = None,
-    run_weights: Annotated[
-        str | None, typer.Option(help="One weight per --runs run, e.g. 2,1 (default: equal).")
-    ] = None,
-    folds: Annotated[
-        str | None, typer.Option(help="Comma-separated folds (default: every trained fold).")
-    ] = None,
-    tta: Annotated[
-        bool, typer.Option("--tta/--no-tta", help="Average over the spec's TTA views too.")
-    ] = False,
-    views: Annotated[
-        str | None,
-        typer.Option(
-            help="TTA views instead of the spec's (needs --tta): hflip,vflip,zoom:1.15,hflip+zoom:0.9"
-        ),
-    ] = None,
+    runs: _Runs = None,
+    run_weights: _RunWeights = None,
+    folds: _Folds = None,
+    tta: _Tta = False,
+    views: _Views = None,
     out_dir: Annotated[Path | None, typer.Option(help="Where to write (default: submissions/COMP).")] = None,
     device: Annotated[str | None, typer.Option(help="cuda, cpu (default: cuda when available).")] = None,
     num_workers: NumWorkers = None,
     augment_on: AugmentOn = None,
     data_dir: DataDir = None,
-    bundle: Annotated[
-        Path | None, typer.Option(help="An exported bundle folder: predict without competition/ or runs/.")
-    ] = None,
-    input: Annotated[
-        Path | None,
-        typer.Option("--input", help="With --bundle: a folder of images (recursive), one image, or a CSV."),
-    ] = None,
+    bundle: _Bundle = None,
+    input: _Input = None,
     out: Annotated[Path, typer.Option("--out", help="With --bundle --input: the CSV to write.")] = Path(
         "predictions.csv"
     ),
-    path_column: Annotated[
-        str | None, typer.Option(help="With --input FILE.csv: the column of image paths.")
-    ] = None,
-    competition_files: Annotated[
-        bool,
-        typer.Option(
-            help="With --bundle: write the spec's submission files for the test set found under "
-            "--data-dir (a Kaggle code competition's notebook)."
-        ),
-    ] = False,
+    path_column: _PathColumn = None,
+    competition_files: _CompetitionFiles = False,
 ) -> None:
     """Predict the test set with the fold ensemble (x TTA) and write the submission files.
 
@@ -113,7 +123,7 @@ def predict(
     members = members_for(spec.name, run, comma_list(runs), weights)
     options = PredictOptions(
         members=tuple(members),
-        run_dir=members[0].run_dir if runs else RunLayout.of(spec.name, run).dir,
+        run=members[0].run if runs else RunLayout.of(spec.name, run),
         out_dir=out_dir or submissions_dir(spec.name),
         folds=comma_list(folds),
         tta=tta,
@@ -198,7 +208,7 @@ def export(
 
     spec = load_spec(comp, data_dir)
     out_dir = out or bundle_dir(spec.name, run)
-    options = ExportOptions(RunLayout.of(spec.name, run).dir, out_dir, comma_list(folds), onnx, wheel)
+    options = ExportOptions(RunLayout.of(spec.name, run), out_dir, comma_list(folds), onnx, wheel)
     result = export_bundle(spec, options)
     title = (
         f"{escape(spec.name)}: bundle of fold(s) {escape(', '.join(result.folds))} -> {escape(str(out_dir))}"

@@ -100,7 +100,7 @@ def report(
         weights = parse_numbers(run_weights, float, "--run-weights") if run_weights else None
         written = make_ensemble_report(spec, members_for(spec.name, run, comma_list(runs), weights), out)
     else:
-        written = make_report(spec, RunLayout.of(spec.name, run).dir, out, submission_dir)
+        written = make_report(spec, RunLayout.of(spec.name, run), out, submission_dir)
     if "run" in written.scores.columns:  # an ensemble: one row per member and one for the average
         title = f"{escape(spec.name)}: out-of-fold CV of each run and the ensemble"
         console.print(frame_table(written.scores, title))

@@ -144,6 +144,77 @@ def _with_overrides(fn):
     return wrapper
 
 
+_Fold = Annotated[
+    str,
+    typer.Option(
+        help="Fold number, 'all', 'val' (the spec's fixed train/val split), or 'full' (every labelled "
+        "row, no holdout, for the mean best epoch of the run's trained folds).",
+        rich_help_panel=_RUN,
+    ),
+]
+
+_Run = Annotated[
+    str,
+    typer.Option(
+        "--run",
+        "--run-name",
+        envvar="MTLKAGGLE_RUN",
+        help="Run name: checkpoints go to runs/COMP/RUN/foldK/. Under torchrun spell it --run-name "
+        "(torchrun's parser takes --run for its own --run-path).",
+        rich_help_panel=_RUN,
+    ),
+]
+
+_Seeds = Annotated[
+    str | None,
+    typer.Option(
+        help="Seed ensemble, e.g. 0,1,2: one run per seed under runs/COMP/RUN/seed{S}/, then their "
+        "averaged out-of-fold CV (RUN/ensemble.csv) and thresholds; predict --run RUN averages all.",
+        rich_help_panel=_RUN,
+    ),
+]
+
+_Resume = Annotated[
+    bool,
+    typer.Option(
+        help="Continue interrupted folds from last.pt; finished folds are kept.", rich_help_panel=_RUN
+    ),
+]
+
+_Overwrite = Annotated[
+    bool,
+    typer.Option(help="Start again even where a fold already has checkpoints.", rich_help_panel=_RUN),
+]
+
+_Jobs = Annotated[
+    int,
+    typer.Option(
+        help="Folds trained at once, one process each (cuda:0..N-1; on CPU the cores are shared out).",
+        min=1,
+        rich_help_panel=_HARDWARE,
+    ),
+]
+
+_Device = Annotated[
+    str | None,
+    typer.Option(help="cuda, cuda:1, cpu (default: cuda when available).", rich_help_panel=_HARDWARE),
+]
+
+_SkipBadImages = Annotated[
+    bool,
+    typer.Option(help="Skip (and count) unreadable images instead of stopping.", rich_help_panel=_DATA),
+]
+
+_DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Folder holding the data (overrides the spec's data_dir).",
+        rich_help_panel=_DATA,
+    ),
+]
+
+
 def _panel_rank(parameter: inspect.Parameter) -> int:
     info = getattr(parameter.annotation, "__metadata__", (None,))[0]
     return _PANELS.index(getattr(info, "rich_help_panel", None) or _RUN)
@@ -153,67 +224,15 @@ def _panel_rank(parameter: inspect.Parameter) -> int:
 @_with_overrides
 def train(
     comp: Comp,
-    fold: Annotated[
-        str,
-        typer.Option(
-            help="Fold number, 'all', 'val' (the spec's fixed train/val split), or 'full' (every labelled "
-            "row, no holdout, for the mean best epoch of the run's trained folds).",
-            rich_help_panel=_RUN,
-        ),
-    ] = "all",
-    run: Annotated[
-        str,
-        typer.Option(
-            "--run",
-            "--run-name",
-            envvar="MTLKAGGLE_RUN",
-            help="Run name: checkpoints go to runs/COMP/RUN/foldK/. Under torchrun spell it --run-name "
-            "(torchrun's parser takes --run for its own --run-path).",
-            rich_help_panel=_RUN,
-        ),
-    ] = "main",
-    seeds: Annotated[
-        str | None,
-        typer.Option(
-            help="Seed ensemble, e.g. 0,1,2: one run per seed under runs/COMP/RUN/seed{S}/, then their "
-            "averaged out-of-fold CV (RUN/ensemble.csv) and thresholds; predict --run RUN averages all.",
-            rich_help_panel=_RUN,
-        ),
-    ] = None,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            help="Continue interrupted folds from last.pt; finished folds are kept.", rich_help_panel=_RUN
-        ),
-    ] = False,
-    overwrite: Annotated[
-        bool,
-        typer.Option(help="Start again even where a fold already has checkpoints.", rich_help_panel=_RUN),
-    ] = False,
-    jobs: Annotated[
-        int,
-        typer.Option(
-            help="Folds trained at once, one process each (cuda:0..N-1; on CPU the cores are shared out).",
-            min=1,
-            rich_help_panel=_HARDWARE,
-        ),
-    ] = 1,
-    device: Annotated[
-        str | None,
-        typer.Option(help="cuda, cuda:1, cpu (default: cuda when available).", rich_help_panel=_HARDWARE),
-    ] = None,
-    skip_bad_images: Annotated[
-        bool,
-        typer.Option(help="Skip (and count) unreadable images instead of stopping.", rich_help_panel=_DATA),
-    ] = False,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir",
-            help="Folder holding the data (overrides the spec's data_dir).",
-            rich_help_panel=_DATA,
-        ),
-    ] = None,
+    fold: _Fold = "all",
+    run: _Run = "main",
+    seeds: _Seeds = None,
+    resume: _Resume = False,
+    overwrite: _Overwrite = False,
+    jobs: _Jobs = 1,
+    device: _Device = None,
+    skip_bad_images: _SkipBadImages = False,
+    data_dir: _DataDir = None,
     overrides: dict[str, Any] | None = None,
 ) -> None:
     """Fine-tune a shared timm backbone with one head per task, one model per fold.
@@ -233,7 +252,7 @@ def train(
     spec = apply_overrides(load_spec(comp, data_dir), overrides)
     layout = RunLayout.of(spec.name, run)
     options = TrainOptions(
-        run_dir=layout.dir,
+        run=layout,
         device=device,
         resume=resume,
         overwrite=overwrite,
@@ -255,7 +274,6 @@ def train(
 
 def _train_seeds(spec, fold: str, seeds: str, seed: int | None, options, jobs: int, run: str) -> None:
     from mtlkaggle.ensemble import parse_numbers, run_seeds
-    from mtlkaggle.paths import RunLayout
 
     if seed is not None:
         raise UserError("--seed and --seeds: pass one (--seeds trains one run per seed)")
@@ -266,7 +284,7 @@ def _train_seeds(spec, fold: str, seeds: str, seed: int | None, options, jobs: i
         title = f"{escape(spec.name)}: run '{escape(run)}/seed{value}', best epoch of each fold"
         console.print(scores_table(summary, title))
     if outcome.ensemble is not None:
-        where = escape(str(RunLayout(options.run_dir).ensemble))
+        where = escape(str(options.run.ensemble))
         console.print(
             frame_table(outcome.ensemble, f"out-of-fold CV of each seed and of their average -> {where}")
         )
@@ -290,4 +308,4 @@ def tune(
 
     spec = load_spec(comp, data_dir)
     layout = RunLayout.of(spec.name, run)
-    console.print(thresholds_table(tune_run_thresholds(spec, layout.dir), layout.thresholds))
+    console.print(thresholds_table(tune_run_thresholds(spec, layout), layout.thresholds))

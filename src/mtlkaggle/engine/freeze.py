@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mtlkaggle.engine import distributed as dist
+
 
 def stalled_tasks(
     state: Any,
@@ -61,3 +63,36 @@ def freeze_task(
         for p in module.parameters():
             p.requires_grad_(False)
     criterion.active[criterion.names.index(name)] = 0.0
+
+
+def early_freeze(trainer, val_losses: dict[str, float]) -> list[str]:
+    """Track each task's validation loss; freeze the tasks that stopped improving.
+
+    Every rank sees the same gathered losses, so every rank freezes the same tasks. Returns the
+    tasks frozen this epoch.
+    """
+    patience = trainer.spec.train.early_freeze
+    if not patience:
+        return []
+    newly = stalled_tasks(trainer.state, trainer.task_best_state, val_losses, patience, trainer.eval_model)
+    for name in newly:
+        freeze(trainer, name)
+    return newly
+
+
+def freeze(trainer, name: str) -> None:
+    """Restore task ``name``'s best backbone, neck and head in ``trainer``, and freeze them."""
+    models = list({id(trainer.model): trainer.model, id(trainer.eval_model): trainer.eval_model}.values())
+    freeze_task(name, trainer.task_best_state[name], models, trainer.criterion)
+    trainer.state.frozen.append(name)
+    trainer.step_fn = dist.wrap(trainer.step_module, trainer.runtime)  # DDP reduces only trainable parameters
+
+
+def train_mode(model: nn.Module, frozen: list[str]) -> None:
+    """Training mode, except the frozen parts, which keep their BatchNorm statistics."""
+    model.train()
+    if frozen:
+        model.backbone.eval()
+        model.neck.eval()
+        for name in frozen:
+            model.heads[name].eval()
