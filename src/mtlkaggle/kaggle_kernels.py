@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from mtlkaggle.spec import Spec
 
 DONE = ("COMPLETE", "ERROR", "CANCEL_REQUESTED", "CANCEL_ACKNOWLEDGED")
-_QUOTA_WORDS = ("quota", "limit", "allowance", "exceeded")
+_QUOTA_WORDS = ("quota", "submission limit", "daily limit", "allowance")  # Kaggle's wording varies
 
 
 @dataclass(frozen=True)
