@@ -91,6 +91,24 @@ def test_torchrun_two_processes_write_one_set_and_predict_works(tiny_spec, works
     assert len(pd.read_csv(workspace / "submissions/demo/category.csv")) == 24
 
 
+def test_torchrun_on_a_locked_run_stops_every_rank_with_the_same_line(tiny_spec, workspace):
+    """Another live process holds the run: every rank stops before any collective, exit code 2,
+    one error line, and no rank waits at a barrier or dumps a traceback."""
+    lock = workspace / "runs/demo/busy/.lock"
+    lock.parent.mkdir(parents=True)
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": "2026-12-02 10:00:00"}
+    lock.write_text(json.dumps(holder), encoding="utf-8")
+    args = ["-m", "mtlkaggle", "train", "demo", "--fold", "0", "--epochs", "1", "--run-name", "busy", *TINY]
+    result = _torchrun(args, workspace, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert output.count(f"is in use by pid {os.getpid()}") == 1, output[-3000:]
+    assert output.count("exitcode  : 2") == 2, output[-3000:]  # torchrun's summary: both ranks exited 2
+    ours = [line for line in output.splitlines() if line.strip().startswith('File "') and "mtlkaggle" in line]
+    assert "barrier" not in output and not ours, output[-3000:]
+    assert json.loads(lock.read_text(encoding="utf-8")) == holder  # the holder's lock is untouched
+
+
 def test_torchrun_resume_equals_uninterrupted(tiny_spec, workspace):
     args = ["-m", "mtlkaggle", "train", "demo", "--fold", "1", "--epochs", "3", *TINY]
     args += ["--weighting", "learned"]

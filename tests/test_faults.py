@@ -9,6 +9,7 @@ half-written.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -58,6 +59,7 @@ def _trained_template(_tiny_demo_template, tmp_path_factory) -> Path:
             ["folds", "demo", "--n-splits", str(TINY_TRAIN["n_splits"]), "--seed", "0"],
             ["train", "demo", "--fold", "0", *TINY],
             ["predict", "demo", "--num-workers", "0"],
+            ["export", "demo", "--no-wheel", "--onnx"],
         ):
             result = runner.invoke(app, args)
             assert result.exit_code == 0, (args, result.output)
@@ -160,11 +162,35 @@ def _nothing(root: Path) -> None:
 
 
 BEST, LAST = RUN / "fold0/best.pt", RUN / "fold0/last.pt"
+BUNDLE = Path("bundles/demo/main")
+BUNDLE_JSON, WEIGHTS = BUNDLE / "bundle.json", BUNDLE / "fold0.safetensors"
+PREDICT_BUNDLE = ["predict", "--bundle", str(BUNDLE), "--competition-files", "--out-dir", "bsub"]
+RECORD = Path("submissions/demo/submitted.json")
 THRESHOLDS, FOLD_CONFIG = RUN / "thresholds.json", RUN / "fold0/config.json"
 CATEGORY = "submissions/demo/category.csv"
 EVALUATE = ["evaluate", "demo", "submissions/demo"]
 RESUME = ["train", "demo", "--fold", "0", "--resume", *TINY]
 NAN_THRESHOLDS = ('{"attribute": {"thresholds": [NaN' + ", 0.5" * 14 + "]}}").encode()
+
+
+def _drop_task_from_bundle(root: Path) -> None:
+    """Edit bundle.json by hand as a user might: the attribute task and its file removed."""
+    path = root / BUNDLE_JSON
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta["spec"]["tasks"] = [t for t in meta["spec"]["tasks"] if t["name"] != "attribute"]
+    meta["spec"]["submissions"] = [
+        s for s in meta["spec"]["submissions"] if "attribute" not in s["columns"].values()
+    ]
+    path.write_text(json.dumps(meta), encoding="utf-8")
+
+
+def _truncate(relative: str | Path, keep: int) -> Callable[[Path], None]:
+    def damage(root: Path) -> None:
+        path = root / relative
+        path.write_bytes(path.read_bytes()[:keep])
+
+    return damage
+
 
 CASES = [
     # 1. submissions against the ids
@@ -372,6 +398,118 @@ CASES = [
     Case(
         "train-unknown-fold", _nothing, ["train", "demo", "--fold", "9", *TINY], ["--fold 9: expected 'all'"]
     ),
+    # 9. the newer commands (export, bundles, notebook, submit's record): issue 24
+    Case(
+        "export-out-is-a-file",
+        _nothing,
+        ["export", "demo", "--no-wheel", "--out", "competition/demo.toml"],
+        ["--out competition/demo.toml: is a file, not a folder"],
+    ),
+    Case(
+        "export-fold-twice",
+        _nothing,
+        ["export", "demo", "--no-wheel", "--folds", "0,0", "--out", "elsewhere"],
+        ["--folds 0,0: fold 0 named twice"],
+    ),
+    Case(
+        "seed-twice",
+        _nothing,
+        ["train", "demo", "--seeds", "0,0", *TINY],
+        ["--seeds 0,0: seed 0 named twice"],
+    ),
+    Case(
+        "run-twice",
+        _nothing,
+        ["predict", "demo", "--runs", "main,main"],
+        ["--runs main,main: run main named twice"],
+    ),
+    Case(
+        "view-twice",
+        _write(BEST, b""),
+        ["predict", "demo", "--tta", "--views", "hflip,hflip"],
+        ["--views hflip,hflip: view hflip named twice"],
+    ),
+    Case(
+        "bundle-fold-twice",
+        _nothing,
+        [*PREDICT_BUNDLE, "--folds", "0,0"],
+        ["--folds 0,0: fold 0 named twice"],
+    ),
+    Case(
+        "bundle-json-task-removed",
+        _drop_task_from_bundle,
+        PREDICT_BUNDLE,
+        ["fold0.safetensors", "bundle.json", "weights of task(s) attribute that the spec does not name"],
+    ),
+    Case(
+        "notebook-ref-without-slash",
+        _nothing,
+        ["notebook", "demo", "--bundle-dataset", "alicedemo"],
+        ["--bundle-dataset alicedemo: expected OWNER/SLUG"],
+    ),
+    Case(
+        "notebook-ref-with-space",
+        _nothing,
+        ["notebook", "demo", "--bundle-dataset", "alice/demo bundle"],
+        ["--bundle-dataset alice/demo bundle: expected OWNER/SLUG"],
+    ),
+    Case(
+        "empty-bundle-json",
+        _write(BUNDLE_JSON, b""),
+        PREDICT_BUNDLE,
+        ["bundle.json: empty file", "export it"],
+    ),
+    Case(
+        "truncated-bundle-json",
+        _truncate(BUNDLE_JSON, 40),
+        PREDICT_BUNDLE,
+        ["bundle.json:", "not valid JSON", "export it again"],
+    ),
+    Case(
+        "non-utf8-bundle-json", _latin1(BUNDLE_JSON, "\u00e9"), PREDICT_BUNDLE, ["bundle.json:", "not UTF-8"]
+    ),
+    Case(
+        "list-bundle-json",
+        _write(BUNDLE_JSON, b"[1, 2]"),
+        PREDICT_BUNDLE,
+        ["bundle.json: expected a JSON object, found a list"],
+    ),
+    Case(
+        "bundle-json-without-folds",
+        _write(BUNDLE_JSON, b'{"format": 1, "spec": {}, "thresholds": {}}'),
+        PREDICT_BUNDLE,
+        ["bundle.json: not an mtlkaggle bundle (no folds)"],
+    ),
+    Case(
+        "empty-safetensors",
+        _write(WEIGHTS, b""),
+        PREDICT_BUNDLE,
+        ["fold0.safetensors: cannot load fold 0's weights", "export again"],
+    ),
+    Case(
+        "truncated-safetensors",
+        _truncate(WEIGHTS, 1000),
+        PREDICT_BUNDLE,
+        ["fold0.safetensors: cannot load fold 0's weights"],
+    ),
+    Case(
+        "garbage-safetensors",
+        _write(WEIGHTS, b"\x08\x00\x00\x00\x00\x00\x00\x00{garbage"),
+        PREDICT_BUNDLE,
+        ["fold0.safetensors: cannot load fold 0's weights"],
+    ),
+    Case(
+        "damaged-record-stops-submit",
+        _write(RECORD, b'[{"ref": "1", "fi'),
+        ["submit", "demo", "--dry-run"],
+        ["submitted.json:1: not valid JSON", "move it aside"],
+    ),
+    Case(
+        "record-not-a-list",
+        _write(RECORD, b'{"ref": "1"}'),
+        ["submit", "demo", "--dry-run"],
+        ["submitted.json: expected a JSON list of submissions"],
+    ),
 ]
 
 
@@ -462,3 +600,52 @@ def test_bad_images_in_worker_processes(project):
     assert result.returncode == 0, result.stderr
     report = (project / "reports/demo/main/report.md").read_text(encoding="utf-8")
     assert "## Skipped images (2" in report and "decompression bomb" in report
+
+
+@pytest.mark.slow
+def test_runs_flags_a_damaged_run_and_lists_the_others(project, runner):
+    """A truncated metrics.csv in one run, a damaged summary.csv and submissions record: the other
+    runs are listed, the damaged one is flagged with its file, and nothing is written."""
+    shutil.copytree(project / RUN, project / "runs/demo/other")
+    metrics = project / "runs/demo/other/fold0/metrics.csv"
+    metrics.write_bytes(metrics.read_bytes()[:30])  # cut inside the header
+    (project / RUN / "summary.csv").write_bytes(b"\xff\xfe garbage")  # no command reads it back
+    (project / RECORD).write_bytes(b'[{"ref": ')
+    before = _snapshot(project)
+    result = runner.invoke(app, ["runs", "demo"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    rows = {line.split()[1] for line in result.stdout.splitlines() if line.startswith("│")}
+    assert {"main", "other"} <= rows, result.stdout
+    assert "damaged: see below" in result.stdout
+    assert "run 'other' not scored:" in result.stderr and "other/fold0/metrics.csv" in result.stderr
+    assert (
+        "submitted.json:1: not valid JSON" in result.stderr and "Kaggle columns are left out" in result.stderr
+    )
+    data = json.loads(runner.invoke(app, ["runs", "demo", "--json"]).stdout)
+    by_name = {r["name"]: r for r in data["runs"]}
+    assert by_name["main"]["problem"] is None
+    assert "metrics.csv" in by_name["other"]["problem"]
+    assert _snapshot(project) == before
+
+
+@pytest.mark.slow
+def test_runs_lists_a_run_that_holds_only_a_full_data_fit(project, runner):
+    result = runner.invoke(app, ["train", "demo", "--fold", "full", "--run", "fit", *TINY])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["runs", "demo"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output and "not scored" not in result.stderr
+    names = [line.split()[1] for line in result.stdout.splitlines() if line.startswith("│")]
+    assert "fit" in names and "main" in names
+
+
+@pytest.mark.slow
+def test_predict_bundle_reads_safetensors_not_the_onnx_files(project, runner):
+    """ONNX files are for other runtimes: a damaged one changes nothing that predict --bundle does."""
+    (project / BUNDLE / "fold0.onnx").write_bytes(b"not onnx")
+    result = runner.invoke(app, PREDICT_BUNDLE)
+    assert result.exit_code == 0, result.output
+    assert (project / "bsub/category.csv").read_bytes() == (
+        project / "submissions/demo/category.csv"
+    ).read_bytes()

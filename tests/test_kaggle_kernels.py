@@ -294,6 +294,17 @@ def test_refused_code_submissions_record_nothing(kaggle, workspace, runner, setu
     assert "ListSubmissions" not in _posts(kaggle)
 
 
+def test_a_damaged_record_stops_the_code_submission_before_it_is_sent(kaggle, workspace, runner):
+    kaggle.kernels[KERNEL] = {"versions": 2, "polls": 0}
+    record = workspace / "submissions/demo/submitted.json"
+    record.parent.mkdir(parents=True)
+    record.write_text('[{"ref": "1"')  # a write that never finished
+    result = runner.invoke(app, ["submit", "demo", "--kernel", KERNEL])
+    assert result.exit_code == 2 and "submitted.json:1: not valid JSON" in result.output
+    assert "CreateCodeSubmission" not in _posts(kaggle)
+    assert record.read_text() == '[{"ref": "1"'
+
+
 def test_bad_references_fail_before_any_request(kaggle, workspace, runner):
     cases = [
         (["submit", "demo", "--kernel", "alice"], "expected OWNER/SLUG"),

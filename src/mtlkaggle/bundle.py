@@ -8,7 +8,6 @@ preprocessing, TTA views, versions), one ``fold{K}.safetensors`` per fold (no pi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,23 +59,25 @@ def read_bundle_meta(bundle_dir: Path) -> dict:
     """``bundle.json`` of ``bundle_dir``, checked for the fields this version reads.
 
     Raises:
-        UserError: no bundle there, unreadable JSON, or a format this version does not know.
+        UserError: no bundle there, a damaged file (empty, not UTF-8, not JSON, not an object),
+            or a format this version does not know.
     """
+    from mtlkaggle.readback import read_json_object
+
     path = Path(bundle_dir) / BUNDLE_JSON
     fix = "export it again with `mtlkaggle export COMP --out DIR`"
     if not path.is_file():
         raise UserError(f"--bundle {bundle_dir}: no {BUNDLE_JSON} there; {fix}")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e}); {fix}") from None
-    missing = [
-        k for k in ("format", "spec", "folds", "thresholds") if not isinstance(meta, dict) or k not in meta
-    ]
+    meta = read_json_object(path, fix, "bundle description")
+    missing = [k for k in ("format", "spec", "folds", "thresholds") if k not in meta]
     if missing:
         raise UserError(f"{path}: not an mtlkaggle bundle (no {', '.join(missing)}); {fix}")
     if meta["format"] != FORMAT:
         raise UserError(f"{path}: bundle format {meta['format']}, this mtlkaggle reads {FORMAT}; {fix}")
+    if not isinstance(meta["folds"], list) or not all(
+        isinstance(f, dict) and "name" in f for f in meta["folds"]
+    ):
+        raise UserError(f"{path}: 'folds' must list the folds with their names and weight files; {fix}")
     return meta
 
 

@@ -201,14 +201,3 @@ def run_seeds(spec: Spec, fold: str, seeds: list[int], options, jobs: int = 1) -
         write_run_config(layout.config, spec)
         table = oof.table
     return SeedsOutcome(summaries, table, is_main)
-
-
-def parse_numbers(text: str, kind: type, option: str) -> list:
-    """``"0,1,2"`` -> ``[0, 1, 2]``; a one-line error naming ``option`` otherwise."""
-    try:
-        values = [kind(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UserError(f"{option} {text!r}: expected comma-separated {kind.__name__}s, e.g. 0,1,2") from None
-    if not values:
-        raise UserError(f"{option}: give at least one value, e.g. 0,1,2")
-    return values

@@ -66,6 +66,8 @@ def export_bundle(spec: Spec, options: ExportOptions) -> ExportResult:
         UserError: no trained fold, folds of different recipes, an ONNX file that disagrees
             with torch, a wheel that cannot be built.
     """
+    if options.out_dir.exists() and not options.out_dir.is_dir():
+        raise UserError(f"--out {options.out_dir}: is a file, not a folder; pass a folder for the bundle")
     folds = options.run.chosen_folds(options.folds)
     best = [read_best(fold) for fold in folds]
     loaded = [load_fold_model(fold, "cpu", b) for fold, b in zip(folds, best, strict=True)]

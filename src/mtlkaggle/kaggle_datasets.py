@@ -21,7 +21,7 @@ _SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*/[a-z0-9][a-z0-9-]{4,48}[a-z0-9]$
 
 
 def check_dataset_ref(ref: str, option: str = "--upload") -> tuple[str, str]:
-    """``OWNER/SLUG`` split in two (``option`` names where it came from in the error).
+    """``OWNER/SLUG`` split in two; ``option`` is the option the user gave it with.
 
     Raises:
         UserError: anything but an owner, a slash and a 6-50 character lowercase slug.

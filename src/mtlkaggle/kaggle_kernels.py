@@ -340,10 +340,11 @@ def submit_kernel(spec: Spec, kernel: str, version: int | None, message: str, ru
             rules not accepted, an unknown version); nothing is recorded then.
     """
     from mtlkaggle.notebook import SUBMISSION, check_kernel_ref, competition_slug
-    from mtlkaggle.submit import record_code_submission
+    from mtlkaggle.submit import read_record, record_code_submission
 
     check_kernel_ref(kernel)
     slug = competition_slug(spec, required=True)
+    read_record(spec.name)  # a damaged record stops the submission before anything is sent
     api = kaggle_api()
     check_code_competition(slug, api)
     what = f"submitting notebook '{kernel}'{f' version {version}' if version else ''} to '{slug}'"

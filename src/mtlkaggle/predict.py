@@ -127,23 +127,14 @@ def check_options(options: PredictOptions) -> None:
     ``--views`` without ``--tta`` is an error (not silently ignored, not silently turned on).
 
     Raises:
-        UserError: an unknown or malformed view, views without TTA, an empty or repeated fold,
-            or an output folder that is a file.
+        UserError: an unknown or malformed view, views without TTA, or an output folder that is a
+            file (list options are checked as they are parsed: ``mtlkaggle.cli.options.parse_list``).
     """
     if options.views is not None and not options.tta:
         raise UserError(f"--views {','.join(options.views)}: views are used only with --tta; add --tta")
     for view in options.views or []:
         if not _valid_view(view):
             raise UserError(f"--views: unknown view '{view}'; valid views: {VIEW_CHOICES}, comma-separated")
-    if options.folds is not None:
-        empty = [f for f in options.folds if not f.strip()]
-        twice = sorted({f for f in options.folds if options.folds.count(f) > 1})
-        if empty or twice:
-            raise UserError(
-                f"--folds {','.join(options.folds)}: "
-                + ("an empty fold name" if empty else f"fold {twice[0]} named twice")
-                + "; list each fold once, e.g. --folds 0,1,2"
-            )
     if options.out_dir.exists() and not options.out_dir.is_dir():
         raise UserError(f"--out-dir {options.out_dir}: is a file, not a folder; pass a folder")
 

@@ -19,8 +19,9 @@ import pandas as pd
 
 from mtlkaggle.errors import UserError
 from mtlkaggle.metrics import monitor_score
-from mtlkaggle.paths import RUNS, FoldLayout, RunLayout, submissions_dir, submitted_log
+from mtlkaggle.paths import RUNS, FoldLayout, RunLayout, submissions_dir
 from mtlkaggle.spec import Spec
+from mtlkaggle.submit import read_record
 
 
 @dataclass
@@ -41,26 +42,50 @@ class RunSummary:
     submission: str | None = None  # the message of the latest submission made from this run
     kaggle: dict[str, str] = field(default_factory=dict)  # file -> public score (or status)
     rank: float | None = None  # the spec's monitor on the CV means (holdout without CV)
+    problem: str | None = None  # a damaged file that kept this run's row from being filled in
 
     def to_json(self) -> dict:
         """A JSON-ready dict."""
         return asdict(self)
 
 
-def compare_runs(spec: Spec) -> list[RunSummary]:
+@dataclass
+class RunsTable:
+    """Every run, best first, and what could not be read (each a line for the user)."""
+
+    runs: list[RunSummary]
+    warnings: list[str] = field(default_factory=list)
+
+
+def compare_runs(spec: Spec) -> RunsTable:
     """Every run of ``runs/COMP/`` with at least one finished epoch, sorted by the spec's monitor.
+
+    A run whose files are damaged keeps its row, flagged with the problem; the others are listed
+    as usual. A damaged submissions record costs the Kaggle columns only, with a warning.
 
     Raises:
         UserError: when the competition has no runs yet.
     """
     root = RUNS / spec.name
     layouts = [RunLayout(p) for p in sorted(root.iterdir()) if p.is_dir()] if root.is_dir() else []
-    submitted = _read_submitted(spec.name)
-    runs = [r for r in (_summarize(spec, layout, submitted) for layout in layouts) if r is not None]
+    warnings: list[str] = []
+    try:
+        submitted = read_record(spec.name)
+    except UserError as e:
+        submitted, warnings = [], [f"{e} (the Kaggle columns are left out)"]
+    runs = [r for r in (_summarize_or_flag(spec, layout, submitted) for layout in layouts) if r is not None]
     if not runs:
         raise UserError(f"{root}: no trained runs; run `mtlkaggle train {spec.name}` first")
     _attach_test_scores(spec, runs, root)
-    return sorted(runs, key=lambda r: (r.rank is None, -(r.rank or 0.0), r.name))
+    return RunsTable(sorted(runs, key=lambda r: (r.rank is None, -(r.rank or 0.0), r.name)), warnings)
+
+
+def _summarize_or_flag(spec: Spec, layout: RunLayout, submitted: list[dict]) -> RunSummary | None:
+    try:
+        return _summarize(spec, layout, submitted)
+    except UserError as e:
+        folds = [f.name for f in _folds_with_metrics(layout)]
+        return RunSummary(layout.name, "?", 0, 0, folds, date=_date(layout), problem=str(e))
 
 
 def metric_names(spec: Spec) -> list[str]:
@@ -69,13 +94,12 @@ def metric_names(spec: Spec) -> list[str]:
 
 
 def _summarize(spec: Spec, layout: RunLayout, submitted: list[dict]) -> RunSummary | None:
-    histories = {f.name: pd.read_csv(f.metrics) for f in _folds_with_metrics(layout)}
-    histories = {k: v for k, v in histories.items() if len(v)}
+    histories = {f.name: _read_history(spec, f) for f in _folds_with_metrics(layout)}
     if not histories:
         return None
     train = _train_config(layout)
     names = metric_names(spec)
-    best = {k: _best_row(h, names) for k, h in histories.items()}
+    best = {k: _best_row(h, names) for k, h in histories.items() if h["score"].notna().any()}
     numbered = [b for k, b in best.items() if k.isdigit()]
     run = RunSummary(
         name=layout.name,
@@ -108,6 +132,19 @@ def _folds_with_metrics(layout: RunLayout) -> list[FoldLayout]:
     return sorted(folds, key=lambda f: (not f.name.isdigit(), int(f.name) if f.name.isdigit() else 0, f.name))
 
 
+def _read_history(spec: Spec, fold: FoldLayout) -> pd.DataFrame:
+    """A fold's ``metrics.csv``, checked (a full-data fit's ``score`` is empty: it has no holdout)."""
+    from mtlkaggle.readback import numeric_columns, read_table
+
+    again = f"mtlkaggle train {spec.name} --run {fold.dir.parent.name} --fold {fold.name} --overwrite"
+    fix = f"train that fold again (`{again}`)"
+    frame = read_table(fold.metrics, fix, ["epoch", "score"], "metrics file")
+    numeric_columns(frame, fold.metrics, ["epoch"], fix)
+    numbers = [c for c in frame.columns if c.startswith(("val/", "train/")) or c in ("score", "seconds")]
+    numeric_columns(frame, fold.metrics, numbers, fix, allow_nan=True)
+    return frame
+
+
 def _best_row(history: pd.DataFrame, names: list[str]) -> dict[str, float]:
     row = history.loc[history["score"].idxmax()]
     return {name: float(row[f"val/{name}"]) for name in names if f"val/{name}" in row}
@@ -130,17 +167,6 @@ def _train_config(layout: RunLayout) -> dict:
 def _date(layout: RunLayout) -> str:
     stamps = [p.stat().st_mtime for p in layout.dir.glob("fold*/metrics.csv")]
     return datetime.fromtimestamp(max(stamps)).isoformat(sep=" ", timespec="minutes") if stamps else ""
-
-
-def _read_submitted(comp: str) -> list[dict]:
-    path = submitted_log(comp)
-    if not path.is_file():
-        return []
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise UserError(f"{path}: not valid JSON ({e}); delete it to start a fresh record") from None
-    return records if isinstance(records, list) else []
 
 
 def _attach_submissions(run: RunSummary, layout: RunLayout, submitted: list[dict]) -> None:

@@ -160,6 +160,7 @@ def submit_files(spec: Spec, submission_dir: Path, message: str, dry_run: bool =
         UserError: a file fails validation, a spec names no competition, or Kaggle refuses.
     """
     checked = validate_files(spec, submission_dir)
+    read_record(spec.name)  # a damaged record stops the upload before anything is sent
     missing = [sub.file for sub, _, _ in checked if not sub.kaggle]
     if missing:
         raise UserError(
@@ -188,13 +189,25 @@ def submit_files(spec: Spec, submission_dir: Path, message: str, dry_run: bool =
     return uploads
 
 
-def _read_record(comp: str) -> list[dict]:
+RECORD_FIX = "move it aside (it records the earlier submissions) or delete it to start a new record"
+
+
+def read_record(comp: str) -> list[dict]:
+    """``submissions/COMP/submitted.json``: what ``submit`` sent and, once known, the scores.
+
+    Raises:
+        UserError: a damaged record (empty, not UTF-8, not JSON, not a list of objects): it is
+            never overwritten, so no history is lost.
+    """
+    from mtlkaggle.readback import read_json
+
     path = submitted_log(comp)
-    try:
-        records = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
-    except ValueError:
-        records = []  # a damaged record only loses history; it must not block a submission
-    return records if isinstance(records, list) else []
+    if not path.is_file():
+        return []
+    records = read_json(path, RECORD_FIX, "submissions record")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise UserError(f"{path}: expected a JSON list of submissions; {RECORD_FIX}")
+    return records
 
 
 def _record_uploads(comp: str, submission_dir: Path, message: str, uploads: list[Upload]) -> None:
@@ -205,7 +218,7 @@ def _record_uploads(comp: str, submission_dir: Path, message: str, uploads: list
     with contextlib.suppress(OSError, ValueError, AttributeError):
         run = json.loads((submission_dir / "config.json").read_text(encoding="utf-8")).get("run")
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    records = _read_record(comp) + [
+    records = read_record(comp) + [
         {
             "ref": u.ref,
             "competition": u.competition,
@@ -243,12 +256,12 @@ def record_code_submission(
         "kernel": kernel,
         "kernel_version": version,
     }
-    write_json_atomic(submitted_log(comp), _read_record(comp) + [record])
+    write_json_atomic(submitted_log(comp), read_record(comp) + [record])
 
 
 def _update_record(comp: str, listed: list[KaggleSubmission]) -> None:
     """Copy Kaggle's status and scores onto the submissions this project recorded."""
-    records = _read_record(comp)
+    records = read_record(comp)
     by_ref = {s.ref: s for s in listed}
     changed = False
     for record in records:

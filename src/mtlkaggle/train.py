@@ -12,6 +12,7 @@ trains the same fold, DDP; rank 0 writes); or ``--jobs N`` folds at once, one pr
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import pandas as pd
@@ -51,7 +52,7 @@ def train_folds(spec: Spec, folds: list[str], options: TrainOptions, jobs: int =
     """
     runtime = make_runtime(options.device)
     layout = options.run
-    with run_lock(layout.lock, hold=runtime.is_main):
+    with _lock_for_every_rank(layout, runtime):
         if jobs > 1:
             from mtlkaggle.parallel import train_parallel
 
@@ -67,6 +68,23 @@ def train_folds(spec: Spec, folds: list[str], options: TrainOptions, jobs: int =
         kept = ", ".join(r.fold for r in results) or "none"
         raise UserError(f"{len(failures)} fold(s) failed ({detail}); finished folds kept: {kept}")
     return summary
+
+
+@contextlib.contextmanager
+def _lock_for_every_rank(layout: RunLayout, runtime):
+    """Rank 0 takes the run's lock; every rank learns the outcome before any other collective, so
+    under torchrun all ranks stop with the same error when another process holds the run."""
+    with contextlib.ExitStack() as held:
+        refused = None
+        if runtime.is_main:
+            try:
+                held.enter_context(run_lock(layout.lock))
+            except UserError as e:
+                refused = str(e)
+        refused = dist.broadcast_object(refused, runtime)
+        if refused:
+            raise UserError(refused)
+        yield
 
 
 def summarize(results: list[FoldResult]) -> pd.DataFrame:

@@ -64,9 +64,32 @@ def print_json(obj) -> None:
     typer.echo(json.dumps(clean(obj), indent=2, default=str))
 
 
-def comma_list(text: str | None) -> list[str] | None:
-    """``"0,1,full"`` -> ``["0", "1", "full"]``; None stays None."""
-    return text.split(",") if text else None
+def parse_list(
+    text: str | None, option: str, noun: str, cast: type = str, unique: bool = True
+) -> list | None:
+    """A comma-separated option (``--folds 0,1,full``, ``--seeds 0,1,2``) as a list; None stays None.
+
+    The one check every list option goes through: no empty item, each item of type ``cast``, and
+    (``unique``) no value named twice (``--folds 0,0`` would weigh fold 0 double).
+
+    Raises:
+        UserError: naming the option and the offending value.
+    """
+    if text is None:
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    if not any(parts):
+        raise UserError(f"{option}: give at least one {noun}, e.g. {option} 0,1,2")
+    if not all(parts):
+        raise UserError(f"{option} {text}: an empty {noun} name; list each {noun} once, e.g. {option} 0,1,2")
+    try:
+        values = [cast(part) for part in parts]
+    except ValueError:
+        raise UserError(f"{option} {text!r}: expected comma-separated {cast.__name__}s, e.g. 0,1,2") from None
+    repeated = [v for k, v in enumerate(values) if v in values[:k]]
+    if unique and repeated:
+        raise UserError(f"{option} {text}: {noun} {repeated[0]} named twice; list each {noun} once")
+    return values
 
 
 def user_errors(fn):

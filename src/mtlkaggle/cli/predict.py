@@ -13,9 +13,9 @@ from mtlkaggle.cli.options import (
     Comp,
     DataDir,
     NumWorkers,
-    comma_list,
     console,
     err_console,
+    parse_list,
     user_errors,
 )
 from mtlkaggle.cli.tables import files_table
@@ -98,7 +98,7 @@ def predict(
     --competition-files writes the submission files, from any folder, offline.
     """
     from mtlkaggle.engine.runtime import resolve_device
-    from mtlkaggle.ensemble import members_for, parse_numbers
+    from mtlkaggle.ensemble import members_for
     from mtlkaggle.paths import RunLayout, submissions_dir
     from mtlkaggle.predict import PredictOptions, run_predict
     from mtlkaggle.spec import load_spec
@@ -110,7 +110,11 @@ def predict(
         if comp is not None:
             raise UserError(f"predict --bundle takes no COMP ('{comp}'): the bundle holds its own spec")
         options = BundlePredictOptions(
-            tta=tta, views=comma_list(views), folds=comma_list(folds), device=device, num_workers=num_workers
+            tta=tta,
+            views=parse_list(views, "--views", "view"),
+            folds=parse_list(folds, "--folds", "fold"),
+            device=device,
+            num_workers=num_workers,
         )
         _predict_bundle(bundle, options, input, out, path_column, competition_files, data_dir, out_dir)
         return
@@ -119,15 +123,15 @@ def predict(
     if input is not None or competition_files:
         raise UserError("--input and --competition-files need --bundle DIR (from `mtlkaggle export`)")
     spec = load_spec(comp, data_dir)
-    weights = parse_numbers(run_weights, float, "--run-weights") if run_weights else None
-    members = members_for(spec.name, run, comma_list(runs), weights)
+    weights = parse_list(run_weights, "--run-weights", "weight", float, unique=False)
+    members = members_for(spec.name, run, parse_list(runs, "--runs", "run"), weights)
     options = PredictOptions(
         members=tuple(members),
         run=members[0].run if runs else RunLayout.of(spec.name, run),
         out_dir=out_dir or submissions_dir(spec.name),
-        folds=comma_list(folds),
+        folds=parse_list(folds, "--folds", "fold"),
         tta=tta,
-        views=comma_list(views),
+        views=parse_list(views, "--views", "view"),
         device=device,
         num_workers=num_workers,
         augment_on=augment_on.value if augment_on else spec.augment.on,
@@ -208,7 +212,8 @@ def export(
 
     spec = load_spec(comp, data_dir)
     out_dir = out or bundle_dir(spec.name, run)
-    options = ExportOptions(RunLayout.of(spec.name, run), out_dir, comma_list(folds), onnx, wheel)
+    chosen = parse_list(folds, "--folds", "fold")
+    options = ExportOptions(RunLayout.of(spec.name, run), out_dir, chosen, onnx, wheel)
     result = export_bundle(spec, options)
     title = (
         f"{escape(spec.name)}: bundle of fold(s) {escape(', '.join(result.folds))} -> {escape(str(out_dir))}"

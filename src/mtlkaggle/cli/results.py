@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from mtlkaggle.cli.options import Comp, DataDir, Json, comma_list, console, print_json, user_errors
+from mtlkaggle.cli.options import (
+    Comp,
+    DataDir,
+    Json,
+    console,
+    err_console,
+    parse_list,
+    print_json,
+    user_errors,
+)
 from mtlkaggle.cli.tables import frame_table, runs_table, scores_table
 
 
@@ -60,9 +69,22 @@ def runs(comp: Comp, data_dir: DataDir = None, as_json: Json = False) -> None:
     found = compare_runs(spec)
     monitor = spec.monitor or "mean of the primary metrics"
     if as_json:
-        print_json({"competition": spec.name, "monitor": monitor, "runs": [r.to_json() for r in found]})
+        runs_json = [r.to_json() for r in found.runs]
+        print_json(
+            {"competition": spec.name, "monitor": monitor, "runs": runs_json, "warnings": found.warnings}
+        )
         return
-    console.print(runs_table(found, metric_names(spec), f"{escape(spec.name)}: runs by {escape(monitor)}"))
+    title = f"{escape(spec.name)}: runs by {escape(monitor)}"
+    console.print(runs_table(found.runs, metric_names(spec), title))
+    for warning in found.warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
+    for run in found.runs:
+        if run.problem:
+            err_console.print(
+                f"[yellow]run '{escape(run.name)}' not scored:[/] {escape(run.problem)}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 @user_errors
@@ -89,7 +111,7 @@ def report(
     files when labels exist, tuned thresholds per label, time and img/s per fold, environment,
     command and configuration. Prints the score tables and the folder's path.
     """
-    from mtlkaggle.ensemble import members_for, parse_numbers
+    from mtlkaggle.ensemble import members_for
     from mtlkaggle.paths import RunLayout, report_dir
     from mtlkaggle.report import make_ensemble_report, make_report
     from mtlkaggle.spec import load_spec
@@ -97,8 +119,9 @@ def report(
     spec = load_spec(comp, data_dir)
     out = out_dir or report_dir(spec.name, runs.replace(",", "+") if runs else run)
     if runs:
-        weights = parse_numbers(run_weights, float, "--run-weights") if run_weights else None
-        written = make_ensemble_report(spec, members_for(spec.name, run, comma_list(runs), weights), out)
+        weights = parse_list(run_weights, "--run-weights", "weight", float, unique=False)
+        members = members_for(spec.name, run, parse_list(runs, "--runs", "run"), weights)
+        written = make_ensemble_report(spec, members, out)
     else:
         written = make_report(spec, RunLayout.of(spec.name, run), out, submission_dir)
     if "run" in written.scores.columns:  # an ensemble: one row per member and one for the average

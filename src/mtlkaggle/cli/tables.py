@@ -130,6 +130,8 @@ def runs_table(found, metrics: list[str], title: str) -> Table:
             "holdout ('val' fold) and test (submissions/COMP vs test labels): the CV columns' metrics"
         )
     columns += ["wall", "img/s", "date"] + (["submission", "Kaggle public"] if kaggle else [])
+    problems = any(r.problem for r in found)
+    columns += ["problem"] if problems else []
     for column in columns:
         table.add_column(escape(column), justify="left" if column in ("run", "backbone", "date") else "right")
     for r in found:
@@ -142,6 +144,8 @@ def runs_table(found, metrics: list[str], title: str) -> Table:
         cells += [_duration(r.wall_s), f"{r.img_per_s:.0f}" if r.img_per_s else "-", r.date]
         if kaggle:
             cells += [r.submission or "-", " ".join(f"{f}={v}" for f, v in r.kaggle.items()) or "-"]
+        if problems:
+            cells.append("damaged: see below" if r.problem else "")
         table.add_row(*(escape(c) for c in cells))
     return table
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from mtlkaggle.cli.options import Comp, DataDir, Place, console, user_errors
+from mtlkaggle.cli.options import Comp, DataDir, Place, console, parse_list, user_errors
 from mtlkaggle.cli.tables import frame_table, scores_table, thresholds_table
 from mtlkaggle.errors import UserError
 
@@ -273,11 +273,11 @@ def train(
 
 
 def _train_seeds(spec, fold: str, seeds: str, seed: int | None, options, jobs: int, run: str) -> None:
-    from mtlkaggle.ensemble import parse_numbers, run_seeds
+    from mtlkaggle.ensemble import run_seeds
 
     if seed is not None:
         raise UserError("--seed and --seeds: pass one (--seeds trains one run per seed)")
-    outcome = run_seeds(spec, fold, parse_numbers(seeds, int, "--seeds"), options, jobs)
+    outcome = run_seeds(spec, fold, parse_list(seeds, "--seeds", "seed", int), options, jobs)
     if not outcome.is_main:
         return
     for value, summary in outcome.summaries.items():
