@@ -6,6 +6,13 @@ three submit calls (StartSubmissionUpload, PUT to the returned createUrl, Create
 submissions list (ListSubmissions: each new submission stays PENDING for ``pending_polls`` lists,
 then is COMPLETE with ``scores[file]``, or ERROR in the ``scoreerror`` scenario) and a data
 download (DownloadDataFiles -> redirect -> zip), and can be told to fail in each way.
+
+For code competitions it also plays the requests recorded from the client with
+``tests/kaggle_recorder.py``: SaveKernel, GetKernelSessionStatus (RUNNING for ``running_polls``
+looks, then COMPLETE, or ERROR with a log in the ``kernel_run="error"`` case, or RUNNING for ever),
+ListKernelSessionOutput and the GET of each output file, GetDatasetStatus, ListCompetitions,
+CreateCodeSubmission, and the Kaggle Models calls (GetModel, CreateModel, GetModelInstance,
+StartBlobUpload + PUT, CreateModelInstance, CreateModelInstanceVersion).
 """
 
 from __future__ import annotations
@@ -16,14 +23,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-API = "/api/v1/competitions.CompetitionApiService/"
-
 
 @dataclass
 class KaggleState:
     """What the fake server received, and how it should answer."""
 
-    scenario: str = "ok"  # ok | 401 | 403 | 500 | noref | put500 | scoreerror
+    scenario: str = "ok"  # ok | 401 | 403 | 500 | noref | put500 | scoreerror | rules (code submissions)
     valid_token: str = "kgat-valid-token"
     zip_bytes: bytes = b""
     calls: list[str] = field(default_factory=list)
@@ -35,6 +40,18 @@ class KaggleState:
     scores: dict[str, str] = field(default_factory=dict)  # file name -> public score
     file_names: dict[str, str] = field(default_factory=dict)  # upload token -> file name
     submissions: list[dict] = field(default_factory=list)  # newest last, as ListSubmissions shows them
+    # code competitions
+    kernel_run: str = "complete"  # complete | error | running (never ends)
+    status_failures: int = 0  # the first N GetKernelSessionStatus calls answer 503
+    running_polls: int = 2  # GetKernelSessionStatus answers RUNNING this many times first
+    kernel_outputs: dict[str, bytes] = field(default_factory=dict)  # what the run leaves: name -> bytes
+    kernel_log: str = ""
+    kernels: dict[str, dict] = field(default_factory=dict)  # OWNER/SLUG -> {"versions", "polls", "body"}
+    push_error: str = ""  # SaveKernel's ``error`` (e.g. a GPU quota), empty: accepted
+    code_competitions: set[str] = field(default_factory=lambda: {"deepfashion-category-prediction"})
+    dataset_status: dict[str, str] = field(default_factory=dict)  # OWNER/SLUG -> READY, BLOBS_RECEIVED...
+    models: set[str] = field(default_factory=set)  # OWNER/MODEL
+    model_versions: dict[str, list[list[str]]] = field(default_factory=dict)  # instance -> files per version
 
 
 def _listed(state: KaggleState, competition: str) -> list[dict]:
@@ -53,6 +70,157 @@ def _listed(state: KaggleState, competition: str) -> list[dict]:
                 item.update(status="COMPLETE", publicScore=score, privateScore="")
         out.append(item)
     return out
+
+
+ERROR_LOG = [  # what Kaggle's log of a failed run holds: JSON events, stdout and stderr interleaved
+    {"stream_name": "stdout", "time": 2.1, "data": "bundle: /kaggle/input/demo-bundle\n"},
+    {"stream_name": "stderr", "time": 9.5, "data": "Traceback (most recent call last):\n"},
+    {"stream_name": "stderr", "time": 9.5, "data": '  File "<cell>", line 5, in <module>\n'},
+    {"stream_name": "stderr", "time": 9.6, "data": "FileNotFoundError: no test.csv under /kaggle/input\n"},
+]
+
+
+def _kernel_ref(body: dict) -> str:
+    return f"{body.get('userName')}/{body.get('kernelSlug')}"
+
+
+def _save_kernel(state: KaggleState, body: dict) -> tuple[int, dict]:
+    if state.push_error:
+        return 200, {"error": state.push_error}
+    ref = body["slug"]
+    kernel = state.kernels.setdefault(ref, {"versions": 0})
+    kernel.update(versions=kernel["versions"] + 1, polls=0, body=body)
+    unknown = [d for d in body.get("datasetDataSources", []) if d not in state.dataset_status]
+    url = f"https://www.kaggle.com/code/{ref}"
+    return 200, {
+        "ref": f"/code/{ref}",
+        "url": url,
+        "versionNumber": kernel["versions"],
+        "invalidDatasetSources": unknown,
+    }
+
+
+def _kernel_status(state: KaggleState, body: dict) -> tuple[int, dict]:
+    kernel = state.kernels.get(_kernel_ref(body))
+    if kernel is None:
+        return 404, {"code": 404, "message": "Notebook not found"}
+    if state.status_failures > 0:
+        state.status_failures -= 1
+        return 503, {"code": 503, "message": "unavailable"}
+    kernel["polls"] += 1
+    if kernel["polls"] <= state.running_polls or state.kernel_run == "running":
+        return 200, {"status": "RUNNING"}
+    if state.kernel_run == "error":
+        return 200, {"status": "ERROR", "failureMessage": "Your notebook hit an error"}
+    return 200, {"status": "COMPLETE"}
+
+
+def _kernel_output(state: KaggleState, body: dict) -> tuple[int, dict]:
+    if _kernel_ref(body) not in state.kernels:
+        return 404, {"code": 404, "message": "Notebook not found"}
+    files = [{"fileName": n, "url": f"http://localhost/kernel-output/{n}"} for n in state.kernel_outputs]
+    log = json.dumps(ERROR_LOG) if state.kernel_run == "error" else state.kernel_log
+    return 200, {"files": files, "log": log}
+
+
+def _dataset_status(state: KaggleState, body: dict) -> tuple[int, dict]:
+    status = state.dataset_status.get(f"{body.get('ownerSlug')}/{body.get('datasetSlug')}")
+    if status is None:
+        return 404, {"code": 404, "message": "Dataset not found"}
+    return 200, {"status": status}
+
+
+def _list_competitions(state: KaggleState, body: dict) -> tuple[int, dict]:
+    slug = body.get("search", "")
+    listed = {
+        "ref": f"https://www.kaggle.com/competitions/{slug}",
+        "isKernelsSubmissionsOnly": slug in state.code_competitions,
+    }
+    return 200, {"competitions": [listed]}
+
+
+def _create_code_submission(state: KaggleState, body: dict) -> tuple[int, dict]:
+    if body.get("competitionName") not in state.code_competitions:
+        return 400, {"code": 400, "message": "This competition does not accept notebook submissions"}
+    if state.scenario == "noref":
+        return 200, {"message": "Submission limit reached for today"}
+    if state.scenario == "rules":
+        return 403, {"code": 403, "message": "You must accept this competition's rules"}
+    kernel = state.kernels.get(f"{body.get('kernelOwner')}/{body.get('kernelSlug')}")
+    if kernel is None or body.get("kernelVersion", kernel["versions"]) > kernel["versions"]:
+        return 404, {"code": 404, "message": "Notebook version not found"}
+    ref = 5000 + len(state.submissions)
+    state.submissions.append(
+        {
+            "competition": body["competitionName"],
+            "polls": 0,
+            "ref": ref,
+            "date": f"2026-11-24T09:{len(state.submissions):02d}:00.000Z",
+            "description": body.get("submissionDescription", ""),
+            "fileName": body.get("fileName", ""),
+            "status": "PENDING",
+        }
+    )
+    return 200, {"message": "Successfully submitted", "ref": ref}
+
+
+def _model_ref(body: dict) -> str:
+    return f"{body.get('ownerSlug')}/{body.get('modelSlug') or body.get('slug')}"
+
+
+def _instance_ref(body: dict) -> str:
+    framework = {"MODEL_FRAMEWORK_PY_TORCH": "pyTorch"}.get(body.get("framework"), body.get("framework"))
+    return f"{_model_ref(body)}/{framework}/{body.get('instanceSlug')}"
+
+
+def _get_model(state: KaggleState, body: dict) -> tuple[int, dict]:
+    if _model_ref(body) not in state.models:
+        return 404, {"code": 404, "message": "Model not found"}
+    return 200, {"id": 1, "ref": _model_ref(body)}
+
+
+def _create_model(state: KaggleState, body: dict) -> tuple[int, dict]:
+    state.models.add(_model_ref(body))
+    return 200, {"id": 1, "ref": _model_ref(body), "url": f"https://www.kaggle.com/models/{_model_ref(body)}"}
+
+
+def _get_model_instance(state: KaggleState, body: dict) -> tuple[int, dict]:
+    versions = state.model_versions.get(_instance_ref(body))
+    if versions is None:
+        return 404, {"code": 404, "message": "Model instance not found"}
+    return 200, {"id": 2, "slug": body.get("instanceSlug"), "versionNumber": len(versions)}
+
+
+def _create_instance(state: KaggleState, body: dict) -> tuple[int, dict]:
+    inner = body.get("body") or {}
+    ref = _instance_ref({**body, **inner})
+    if _model_ref(body) not in state.models:
+        return 404, {"code": 404, "message": "Model not found"}
+    names = sorted(state.file_names[f["token"]] for f in inner.get("files", []))
+    state.model_versions.setdefault(ref, []).append(names)
+    return 200, {"id": 2, "ref": ref, "url": f"https://www.kaggle.com/models/{ref}"}
+
+
+def _start_blob(state: KaggleState, body: dict) -> tuple[int, dict]:
+    token = f"blob-{len(state.file_names)}"
+    state.file_names[token] = body.get("name", "")
+    return 200, {"token": token, "createUrl": f"http://localhost/upload/{token}"}
+
+
+CODE_CALLS = {
+    "SaveKernel": _save_kernel,
+    "GetKernelSessionStatus": _kernel_status,
+    "ListKernelSessionOutput": _kernel_output,
+    "GetDatasetStatus": _dataset_status,
+    "ListCompetitions": _list_competitions,
+    "CreateCodeSubmission": _create_code_submission,
+    "GetModel": _get_model,
+    "CreateModel": _create_model,
+    "GetModelInstance": _get_model_instance,
+    "CreateModelInstance": _create_instance,
+    "CreateModelInstanceVersion": _create_instance,
+    "StartBlobUpload": _start_blob,
+}
 
 
 def make_server(state: KaggleState) -> ThreadingHTTPServer:
@@ -79,7 +247,7 @@ def make_server(state: KaggleState) -> ThreadingHTTPServer:
 
         def do_POST(self):
             path = urlsplit(self.path).path
-            name = path.removeprefix(API)
+            name = path.rsplit("/", 1)[-1]
             state.calls.append(f"POST {name}")
             state.auth_headers.append(self.headers.get("Authorization", ""))
             body = json.loads(self._body() or b"{}")
@@ -116,6 +284,8 @@ def make_server(state: KaggleState) -> ThreadingHTTPServer:
                 return self._json(503, {"code": 503, "message": "unavailable"})
             if name == "ListSubmissions":
                 return self._json(200, {"submissions": _listed(state, body.get("competitionName", ""))})
+            if name in CODE_CALLS:
+                return self._json(*CODE_CALLS[name](state, body))
             if name == "DownloadDataFiles":
                 return self._reply(302, headers={"Location": "http://localhost/files/data.zip"})
             return self._json(404, {"code": 404, "message": f"no such call {name}"})
@@ -132,6 +302,8 @@ def make_server(state: KaggleState) -> ThreadingHTTPServer:
         def do_GET(self):
             path = urlsplit(self.path).path
             state.calls.append(f"GET {path}")
+            if path.startswith("/kernel-output/"):
+                return self._reply(200, state.kernel_outputs[path.rsplit("/", 1)[-1]], "text/csv")
             if path == "/files/data.zip":
                 return self._reply(
                     200,

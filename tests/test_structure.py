@@ -42,9 +42,15 @@ LAYERS: list[tuple[str, ...]] = [
         "mtlkaggle.figures",
         "mtlkaggle.report",
         "mtlkaggle.submit",
-        "mtlkaggle.kaggle_*",
+        "mtlkaggle.kaggle_datasets",
     ),
-    ("mtlkaggle.bundle", "mtlkaggle.export", "mtlkaggle.notebook"),
+    (
+        "mtlkaggle.bundle",
+        "mtlkaggle.export",
+        "mtlkaggle.notebook",
+        "mtlkaggle.notebook_run",
+        "mtlkaggle.kaggle_kernels",
+    ),
     ("mtlkaggle.cli", "mtlkaggle.cli.*", "mtlkaggle.__main__"),
 ]
 MAX_FILE_LINES, MAX_FUNCTION_LINES, MAX_CLASS_LINES = 450, 80, 300

@@ -109,3 +109,143 @@ def _explain(error: Exception, what: str, ref: str) -> UserError:
     if isinstance(error, ValueError):  # the client's own checks of the metadata
         return UserError(f"{what}: {str(error)[:200]}")
     return UserError(f"{what}: {type(error).__name__}: {str(error)[:200]}")
+
+
+MODEL_INSTANCE_METADATA = "model-instance-metadata.json"
+_MODEL_REF = re.compile(
+    r"^([a-z0-9]+(?:[_-][a-z0-9]+)*)/([a-z0-9]+(?:-[a-z0-9]+)*)/([A-Za-z0-9]+)/([a-z0-9]+(?:-[a-z0-9]+)*)$"
+)
+
+
+def check_model_ref(ref: str, option: str = "--upload-model") -> tuple[str, str, str, str]:
+    """``OWNER/MODEL/FRAMEWORK/VARIATION`` split in four.
+
+    Raises:
+        UserError: another shape (Kaggle's slugs: lowercase a-z, 0-9 and '-').
+    """
+    if not _MODEL_REF.match(ref):
+        raise UserError(
+            f"{option} {ref}: expected OWNER/MODEL/FRAMEWORK/VARIATION in lowercase slugs "
+            "(e.g. alice/demo-bundle/pyTorch/main)"
+        )
+    owner, model, framework, variation = ref.split("/")
+    return owner, model, framework, variation
+
+
+def upload_bundle_model(bundle_dir: Path, ref: str, message: str) -> tuple[str, str]:
+    """Put the bundle on Kaggle Models: create the private model ``OWNER/MODEL`` when it is new,
+    then its variation ``FRAMEWORK/VARIATION`` (version 1) or a new version of it.
+
+    Returns:
+        What happened, and the model source with its version (``OWNER/MODEL/FRAMEWORK/VARIATION/N``)
+        for ``notebook --bundle-model``.
+
+    Raises:
+        UserError: a bad reference, no credentials, or Kaggle refusing (one line, no secret).
+    """
+    owner, model, framework, variation = check_model_ref(ref)
+    bundle_dir = Path(bundle_dir)
+    if not (bundle_dir / "bundle.json").is_file():
+        raise UserError(f"{bundle_dir}: no bundle.json; run `mtlkaggle export` first")
+    api = kaggle_api()
+    if not _model_exists(api, f"{owner}/{model}"):
+        _create_model(api, owner, model)
+    write_json_atomic(
+        bundle_dir / MODEL_INSTANCE_METADATA,
+        {
+            "ownerSlug": owner,
+            "modelSlug": model,
+            "instanceSlug": variation,
+            "framework": framework,
+            "overview": "An mtlkaggle bundle: `mtlkaggle predict --bundle DIR` (see bundle.json).",
+            "usage": "pip install --no-index --no-deps mtlkaggle-*.whl; mtlkaggle predict --bundle DIR ...",
+            "licenseName": "Apache 2.0",
+            "fineTunable": False,
+            "trainingData": [],
+            "modelInstanceType": "Unspecified",
+        },
+    )
+    before = model_version(ref, api, missing_ok=True)
+    what = f"{'versioning' if before else 'creating'} model variation '{ref}'"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            if before:
+                response = api.model_instance_version_create(ref, str(bundle_dir), message, quiet=True)
+            else:
+                response = api.model_instance_create(str(bundle_dir), quiet=True)
+    except Exception as e:  # noqa: BLE001
+        raise _explain(e, what, ref) from None
+    if str(getattr(response, "error", "") or ""):
+        raise UserError(f"{what}: Kaggle refused it: {str(response.error)[:300]}")
+    version = model_version(ref, api)
+    return f"{'new version of' if before else 'created'} {ref}: version {version}", f"{ref}/{version}"
+
+
+def model_version(ref: str, api=None, missing_ok: bool = False) -> int | None:
+    """The latest version number of the model variation ``ref`` (None when it does not exist and
+    ``missing_ok``).
+
+    Raises:
+        UserError: not found (unless ``missing_ok``), no credentials, Kaggle failing.
+    """
+    from requests.exceptions import HTTPError
+
+    api = api or kaggle_api()
+    what = f"looking up model variation '{ref}'"
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            instance = api.model_instance_get(ref)
+    except HTTPError as e:
+        if getattr(e.response, "status_code", None) == 404:
+            if missing_ok:
+                return None
+            raise UserError(
+                f"{what}: not found; upload it with `mtlkaggle export COMP --upload-model {ref}`"
+            ) from None
+        raise _explain(e, what, ref) from None
+    except Exception as e:  # noqa: BLE001
+        raise _explain(e, what, ref) from None
+    return int(getattr(instance, "version_number", 0) or 0) or None
+
+
+def _model_exists(api, ref: str) -> bool:
+    from requests.exceptions import HTTPError
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            api.model_get(ref)
+    except HTTPError as e:
+        if getattr(e.response, "status_code", None) == 404:
+            return False
+        raise _explain(e, f"looking up model '{ref}'", ref) from None
+    except Exception as e:  # noqa: BLE001
+        raise _explain(e, f"looking up model '{ref}'", ref) from None
+    return True
+
+
+def _create_model(api, owner: str, model: str) -> None:
+    """``model_create_new`` reads ``model-metadata.json`` from a folder: a temporary one."""
+    import tempfile
+
+    title = model.replace("-", " ")
+    with tempfile.TemporaryDirectory() as folder:
+        write_json_atomic(
+            Path(folder) / "model-metadata.json",
+            {
+                "ownerSlug": owner,
+                "slug": model,
+                "title": title if len(title) >= 5 else f"{title} model",
+                "subtitle": "",
+                "isPrivate": True,
+                "description": "mtlkaggle bundles: fold weights (safetensors), bundle.json and the wheel.",
+                "publishTime": "",
+                "provenanceSources": "",
+            },
+        )
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                response = api.model_create_new(folder)
+        except Exception as e:  # noqa: BLE001
+            raise _explain(e, f"creating model '{owner}/{model}'", f"{owner}/{model}") from None
+    if str(getattr(response, "error", "") or ""):
+        raise UserError(f"creating model '{owner}/{model}': Kaggle refused it: {str(response.error)[:300]}")

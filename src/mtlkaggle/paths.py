@@ -14,6 +14,7 @@ RUNS = Path("runs")
 SUBMISSIONS = Path("submissions")
 REPORTS = Path("reports")
 BUNDLES = Path("bundles")
+NOTEBOOKS = Path("notebooks")
 
 
 @dataclass(frozen=True)
@@ -165,3 +166,13 @@ def bundle_dir(comp: str, run: str) -> Path:
 def notebook_path(comp: str) -> Path:
     """Where ``notebook`` writes the Kaggle inference notebook by default."""
     return Path(f"{comp}-inference.ipynb")
+
+
+def notebook_run_dir(comp: str) -> Path:
+    """Where ``notebook --run-local`` lays out its ``/kaggle/input``-like folder and runs."""
+    return NOTEBOOKS / comp / "local"
+
+
+def kernel_push_dir(comp: str) -> Path:
+    """Where ``notebook --push`` writes the notebook and ``kernel-metadata.json`` (output in ``output/``)."""
+    return NOTEBOOKS / comp / "kernel"

@@ -236,6 +236,29 @@ def _record_uploads(comp: str, submission_dir: Path, message: str, uploads: list
     write_json_atomic(submitted_log(comp), records)
 
 
+def record_code_submission(
+    comp: str, upload: Upload, message: str, kernel: str, version: int | None, run: str | None
+) -> None:
+    """Append a notebook's submission (``submit --kernel``) to ``submissions/COMP/submitted.json``,
+    as file submissions are: the same fields, plus the notebook and its version."""
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record = {
+        "ref": upload.ref,
+        "competition": upload.competition,
+        "file": upload.file.name,
+        "message": message,
+        "run": run,
+        "submission_dir": None,
+        "date": date,
+        "status": "PENDING",
+        "public_score": None,
+        "private_score": None,
+        "kernel": kernel,
+        "kernel_version": version,
+    }
+    write_json_atomic(submitted_log(comp), read_record(comp) + [record])
+
+
 def _update_record(comp: str, listed: list[KaggleSubmission]) -> None:
     """Copy Kaggle's status and scores onto the submissions this project recorded."""
     records = read_record(comp)
@@ -268,7 +291,7 @@ def _as_submission(competition: str, item) -> KaggleSubmission:
     )
 
 
-def _transient(error: Exception) -> bool:
+def is_transient(error: Exception) -> bool:
     """A server failure (5xx) or a network hiccup: worth asking again, unlike 401/403/404."""
     import requests
 
@@ -283,7 +306,7 @@ def _list_one(api, competition: str, limit: int, tolerate: bool = False) -> list
     try:
         items = api.competition_submissions(competition, page_size=limit) or []
     except Exception as e:  # noqa: BLE001 - the client raises requests errors of many kinds
-        if tolerate and _transient(e):
+        if tolerate and is_transient(e):
             return None
         raise _explain(e, f"listing submissions of '{competition}'", competition) from None
     return [_as_submission(competition, item) for item in items if item is not None]
@@ -297,7 +320,9 @@ def list_submissions(spec: Spec, limit: int = 20, api=None) -> list[KaggleSubmis
     Raises:
         UserError: no competition in the spec, no credentials, or Kaggle refuses.
     """
-    slugs = list(dict.fromkeys(s.kaggle for s in spec.submissions if s.kaggle))
+    # data.kaggle too: a code competition's notebook submits there (`submit --kernel`)
+    slugs = list(dict.fromkeys([*(s.kaggle for s in spec.submissions if s.kaggle), spec.data.kaggle]))
+    slugs = [s for s in slugs if s]
     if not slugs:
         raise UserError(
             f"competition '{spec.name}' names no Kaggle competition (`kaggle = \"slug\"` in the spec)"

@@ -5,7 +5,8 @@ one command family; torch, timm and kaggle are imported inside command bodies so
 
 - :mod:`.data`: ``demo``, ``check``, ``folds``, ``init``, ``download``
 - :mod:`.train`: ``train``, ``tune``
-- :mod:`.predict`: ``predict``, ``export``, ``notebook``
+- :mod:`.predict`: ``predict``, ``export``
+- :mod:`.notebook`: ``notebook`` (write, ``--run-local``, ``--push --wait``)
 - :mod:`.results`: ``evaluate``, ``runs``, ``report``
 - :mod:`.kaggle`: ``submit``, ``submissions``
 - :mod:`.options` and :mod:`.tables`: what the commands share.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import typer
 
-from mtlkaggle.cli import data, kaggle, predict, results, train
+from mtlkaggle.cli import data, kaggle, notebook, predict, results, train
 
 app = typer.Typer(
     name="mtlkaggle",
@@ -34,7 +35,7 @@ COMMANDS = (
     train.tune,
     predict.predict,
     predict.export,
-    predict.notebook,
+    notebook.notebook,
     data.init,
     results.evaluate,
     kaggle.submit,

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from mtlkaggle.cli.options import Comp, DataDir, Json, console, err_console, print_json, user_errors
 from mtlkaggle.cli.tables import submissions_table
+from mtlkaggle.errors import UserError
 
 
 @user_errors
@@ -31,6 +32,29 @@ def submit(
     poll_interval: Annotated[
         float, typer.Option(help="With --wait: seconds between two looks at the submissions list.", min=0)
     ] = 15,
+    kernel: Annotated[
+        str | None,
+        typer.Option(
+            help="Code competition: submit this notebook's submission.csv (OWNER/SLUG, pushed with "
+            "`mtlkaggle notebook --push`) instead of files.",
+            rich_help_panel="Code competitions",
+        ),
+    ] = None,
+    version: Annotated[
+        int | None,
+        typer.Option(
+            help="With --kernel: the notebook version (default: the latest).",
+            min=1,
+            rich_help_panel="Code competitions",
+        ),
+    ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            help="With --kernel: the run whose bundle the notebook uses, for `mtlkaggle runs`.",
+            rich_help_panel="Code competitions",
+        ),
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Validate every submission file, then upload each to its Kaggle competition.
@@ -40,13 +64,21 @@ def submit(
     is refused. Each upload is recorded in submissions/COMP/submitted.json (with the run that made
     it), which `mtlkaggle runs` shows. With --wait, exits 1 when Kaggle fails to score a file or
     the timeout passes first.
+
+    In a code competition, --kernel OWNER/SLUG [--version N] submits the submission.csv of that
+    notebook version (pushed with `mtlkaggle notebook --push`) instead of files.
     """
     from mtlkaggle.paths import submissions_dir
     from mtlkaggle.spec import load_spec
     from mtlkaggle.submit import submit_files, wait_for_scores
 
     spec = load_spec(comp, data_dir)
-    uploads = submit_files(spec, submission_dir or submissions_dir(spec.name), message, dry_run)
+    if kernel is not None:
+        uploads = _submit_kernel(spec, kernel, version, message, run, dry_run)
+    elif version is not None or run is not None:
+        raise UserError("--version and --run go with --kernel OWNER/SLUG")
+    else:
+        uploads = submit_files(spec, submission_dir or submissions_dir(spec.name), message, dry_run)
     table = Table(title=f"{escape(spec.name)}: {'dry run, nothing sent' if dry_run else 'submitted'}")
     for column in ("file", "competition", "ref", "message"):
         table.add_column(column)
@@ -59,6 +91,26 @@ def submit(
     scored = wait_for_scores(spec, uploads, timeout, poll_interval)
     console.print(submissions_table(scored, f"{escape(spec.name)}: Kaggle's scores"))
     _exit_unless_scored(spec.name, scored, timeout)
+
+
+def _submit_kernel(spec, kernel: str, version, message: str, run, dry_run: bool):
+    """``submit --kernel``: one code submission (a dry run only checks the references)."""
+    from mtlkaggle.kaggle_kernels import submit_kernel
+    from mtlkaggle.notebook import SUBMISSION, check_kernel_ref, competition_slug
+    from mtlkaggle.paths import RunLayout
+    from mtlkaggle.submit import Upload
+
+    run_dir = None
+    if run is not None:
+        layout = RunLayout.of(spec.name, run)
+        if not layout.dir.is_dir():
+            raise UserError(f"--run {run}: no run folder {layout.dir}")
+        run_dir = str(layout.dir)
+    if dry_run:
+        check_kernel_ref(kernel)
+        slug = competition_slug(spec, required=True)
+        return [Upload(Path(SUBMISSION), slug, "", f"would submit {kernel} version {version or 'latest'}")]
+    return [submit_kernel(spec, kernel, version, message, run_dir)]
 
 
 def _exit_unless_scored(comp: str, scored, timeout: float) -> None:

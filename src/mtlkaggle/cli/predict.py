@@ -1,4 +1,4 @@
-"""Inference commands: ``predict`` (a run's folds, several runs, or a bundle), ``export``, ``notebook``."""
+"""Inference commands: ``predict`` (a run's folds, several runs, or a bundle) and ``export``."""
 
 from __future__ import annotations
 
@@ -185,7 +185,16 @@ def export(
     upload: Annotated[
         str | None, typer.Option(help="Create or version the Kaggle dataset OWNER/SLUG with the bundle.")
     ] = None,
-    message: Annotated[str, typer.Option(help="Version notes for --upload.")] = "mtlkaggle export",
+    upload_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Or put the bundle on Kaggle Models: OWNER/MODEL/FRAMEWORK/VARIATION (e.g. "
+            "alice/demo-bundle/pyTorch/main), created or versioned."
+        ),
+    ] = None,
+    message: Annotated[
+        str, typer.Option(help="Version notes for --upload / --upload-model.")
+    ] = "mtlkaggle export",
     data_dir: DataDir = None,
 ) -> None:
     """Write a self-contained bundle: safetensors weights per fold, bundle.json, the wheel, ONNX.
@@ -193,6 +202,10 @@ def export(
     `mtlkaggle predict --bundle DIR` then works anywhere, offline; `--upload OWNER/SLUG` makes the
     bundle a Kaggle dataset for a code competition's notebook (see `mtlkaggle notebook`).
     """
+    if upload_model:  # a bad reference fails before the export's minutes (and torch's import)
+        from mtlkaggle.kaggle_datasets import check_model_ref
+
+        check_model_ref(upload_model)
     from mtlkaggle.export import ExportOptions, export_bundle
     from mtlkaggle.paths import RunLayout, bundle_dir
     from mtlkaggle.spec import load_spec
@@ -214,27 +227,8 @@ def export(
 
         done = upload_bundle(out_dir, upload, message)
         console.print(f"[green]ok[/]: {escape(done)}")
+    if upload_model:
+        from mtlkaggle.kaggle_datasets import upload_bundle_model
 
-
-@user_errors
-def notebook(
-    comp: Comp,
-    bundle_dataset: Annotated[
-        str, typer.Option(help="The Kaggle dataset OWNER/SLUG holding the bundle (`export --upload`).")
-    ],
-    out: Annotated[Path | None, typer.Option(help="Notebook file (default: COMP-inference.ipynb).")] = None,
-    tta: Annotated[bool, typer.Option("--tta/--no-tta", help="Predict with the spec's TTA views.")] = True,
-    data_dir: DataDir = None,
-) -> None:
-    """Write a Kaggle notebook that installs mtlkaggle offline from the bundle dataset and writes
-    submission.csv (for code competitions, where the test images exist only inside Kaggle)."""
-    from mtlkaggle.notebook import NotebookOptions, write_notebook
-    from mtlkaggle.paths import notebook_path
-    from mtlkaggle.spec import load_spec
-
-    spec = load_spec(comp, data_dir)
-    path = write_notebook(spec, NotebookOptions(bundle_dataset, out or notebook_path(spec.name), tta))
-    console.print(
-        f"[green]ok[/]: {escape(str(path))} (attach the dataset {escape(bundle_dataset)} and the "
-        "competition's data, internet off)"
-    )
+        done, source = upload_bundle_model(out_dir, upload_model, message)
+        console.print(f"[green]ok[/]: {escape(done)}; attach it with `--bundle-model {escape(source)}`")
