@@ -18,7 +18,7 @@ PACKAGE = "mtlkaggle"
 LAYERS: list[tuple[str, ...]] = [
     ("mtlkaggle", "mtlkaggle.errors", "mtlkaggle.console"),
     ("mtlkaggle.paths", "mtlkaggle.io", "mtlkaggle.readback", "mtlkaggle.progress"),
-    ("mtlkaggle.spec",),
+    ("mtlkaggle.spec", "mtlkaggle.spec.*"),
     (
         "mtlkaggle.data",
         "mtlkaggle.data.*",

@@ -1,0 +1,115 @@
+"""The ``[[tasks]]`` sections: one prediction target each, its head, loss and metrics."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from mtlkaggle.spec.base import _Strict
+
+TaskKind = Literal["multiclass", "multilabel", "regression"]
+
+# Metrics each task kind may name; the first one listed in a task is its primary score.
+METRICS_BY_KIND: dict[str, set[str]] = {
+    "multiclass": {"accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "class_accuracy"},
+    "multilabel": {"mean_f1", "macro_f1", "micro_f1", "accuracy"},
+    "regression": {"mae", "rmse"},
+}
+DEFAULT_LOSS = {"multiclass": "ce", "multilabel": "bce", "regression": "smooth_l1"}
+LOSSES_BY_KIND = {
+    "multiclass": {"ce"},
+    "multilabel": {"bce"},
+    "regression": {"l1", "mse", "smooth_l1"},
+}
+
+
+class TaskSpec(_Strict):
+    """One prediction target and its head, loss and metrics."""
+
+    name: str
+    kind: TaskKind
+    column: str | None = None
+    columns: list[str] | None = None
+    num_classes: int | None = Field(None, ge=1)
+    classes: list[str] | None = None
+    encoding: Literal["index", "name", "sign", "indices", "columns", "value"] | None = None
+    label_sep: str = " "
+    metrics: list[str] = Field(default_factory=list)
+    loss: str | None = None
+    loss_weight: float = Field(1.0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] = "none"
+    hidden: int = Field(0, ge=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    at_least_one: bool = Field(False, description="Multilabel: an empty row gets its most probable label.")
+
+    @model_validator(mode="after")
+    def _check(self) -> TaskSpec:
+        kind = self.kind
+        allowed_enc = {
+            "multiclass": {"index", "name", "sign"},
+            "multilabel": {"indices", "columns"},
+            "regression": {"value"},
+        }[kind]
+        if self.encoding is not None and self.encoding not in allowed_enc:
+            raise ValueError(f"encoding must be one of {sorted(allowed_enc)} for a {kind} task")
+        if kind == "multilabel" and self.encoding == "columns":
+            if not self.columns:
+                raise ValueError("a multilabel task with encoding='columns' needs 'columns'")
+        elif not self.column:
+            raise ValueError(f"task '{self.name}' needs 'column'")
+        if kind != "regression" and self.size is None:
+            raise ValueError(f"task '{self.name}' needs 'num_classes' or 'classes'")
+        if self.classes and self.num_classes and len(self.classes) != self.num_classes:
+            raise ValueError(
+                f"task '{self.name}': {len(self.classes)} classes named but num_classes={self.num_classes}"
+            )
+        bad = [m for m in self.metrics if m not in METRICS_BY_KIND[kind]]
+        if bad:
+            raise ValueError(
+                f"unknown metric {bad} for a {kind} task; choose from {sorted(METRICS_BY_KIND[kind])}"
+            )
+        if self.loss is not None and self.loss not in LOSSES_BY_KIND[kind]:
+            raise ValueError(f"loss must be one of {sorted(LOSSES_BY_KIND[kind])} for {kind}")
+        return self
+
+    @property
+    def size(self) -> int | None:
+        """Number of classes (multiclass), labels (multilabel); 1 for regression."""
+        if self.kind == "regression":
+            return 1
+        if self.num_classes:
+            return self.num_classes
+        if self.classes:
+            return len(self.classes)
+        if self.kind == "multilabel" and self.columns:
+            return len(self.columns)
+        return None
+
+    @property
+    def resolved_encoding(self) -> str:
+        """The label encoding, with the kind's default filled in."""
+        if self.encoding:
+            return self.encoding
+        return {"multiclass": "index", "multilabel": "indices", "regression": "value"}[self.kind]
+
+    @property
+    def resolved_metrics(self) -> list[str]:
+        """The task's metrics; the kind's default when none are named."""
+        default = {"multiclass": ["accuracy"], "multilabel": ["mean_f1"], "regression": ["mae"]}
+        return list(self.metrics) or default[self.kind]
+
+    @property
+    def resolved_loss(self) -> str:
+        """The task's loss name, with the kind's default filled in."""
+        return self.loss or DEFAULT_LOSS[self.kind]
+
+    @property
+    def label_names(self) -> list[str]:
+        """Human-readable names of the classes or labels (indices when unnamed)."""
+        if self.classes:
+            return list(self.classes)
+        if self.kind == "multilabel" and self.columns:
+            return list(self.columns)
+        return [str(i) for i in range(self.size or 1)]
