@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
         "mtlkaggle.data.*",
         "mtlkaggle.provenance",
         "mtlkaggle.metrics",
+        "mtlkaggle.metric_formulas",
         "mtlkaggle.model",
         "mtlkaggle.losses",
         "mtlkaggle.mixing",

@@ -1,7 +1,9 @@
-"""Metrics, vectorized with numpy and checked against scikit-learn in the tests.
+"""Metrics of each task kind, vectorized with numpy and checked against scikit-learn in the tests
+(the formulas live in :mod:`mtlkaggle.metric_formulas`).
 
-Conventions: multiclass ``y`` is int (n,), ``pred`` int (n,); multilabel ``y`` and ``pred`` are
-0/1 (n, L); regression floats (n,). A division by zero scores 0 (scikit-learn's default
+Conventions: multiclass ``y`` is int (n,), ``pred`` int (n,), probabilities (n, C); multilabel
+``y`` and ``pred`` are 0/1 (n, L); binary ``y`` and ``pred`` 0/1 (n, 1) with probabilities (n, 1);
+regression floats (n,). A division by zero scores 0 (scikit-learn's default
 ``zero_division`` behaviour), so a row with no true and no predicted label scores 0 on Mean F1.
 """
 
@@ -9,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtlkaggle.spec import Spec, TaskSpec
+from mtlkaggle import metric_formulas as f
+from mtlkaggle.spec import LOWER_IS_BETTER, PROBABILISTIC, Spec, TaskSpec
 
-LOWER_IS_BETTER = {"mae", "rmse"}
+UNDEFINED_MONITOR = -1e300  # the monitor of an undefined score (e.g. AUC without positives)
 
 
 def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -44,13 +47,18 @@ def class_recall(y: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def score_multiclass(y: np.ndarray, pred: np.ndarray, n_classes: int, metric: str) -> float:
-    """A multiclass metric: accuracy, macro_f1, weighted_f1, balanced_accuracy or class_accuracy."""
+    """A multiclass metric on class indices: accuracy, macro_f1, weighted_f1, balanced_accuracy,
+    class_accuracy, macro_recall or qwk."""
     if metric == "accuracy":
         return float((y == pred).mean())
     if metric == "class_accuracy":  # AI6126's average class accuracy: unseen classes count 0
         return float(class_recall(y, pred, n_classes).mean())
     if metric == "balanced_accuracy":  # scikit-learn's: the mean over classes present in y
         return float(class_recall(y, pred, n_classes)[np.unique(y)].mean())
+    if metric == "macro_recall":
+        return f.macro_recall(y, pred)
+    if metric == "qwk":
+        return f.quadratic_kappa(y, pred)
     f1 = per_label_f1(_one_hot(y, n_classes), _one_hot(pred, n_classes))
     if metric == "macro_f1":
         present = np.union1d(y, pred)  # sklearn averages over labels present in y or pred
@@ -85,26 +93,92 @@ def score_regression(y: np.ndarray, pred: np.ndarray, metric: str) -> float:
     raise KeyError(metric)
 
 
+def default_cuts(n_classes: int) -> np.ndarray:
+    """Cut points ``0.5, 1.5, ..`` that round a value to the nearest of classes 0..K-1."""
+    return np.arange(n_classes - 1) + 0.5
+
+
+def to_classes(values: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """Class of each value: the number of cut points it exceeds (0..len(cuts))."""
+    cuts = np.asarray(cuts, dtype=np.float64)
+    return np.searchsorted(cuts, np.asarray(values, dtype=np.float64), side="left")
+
+
+def expected_class(probs: np.ndarray) -> np.ndarray:
+    """``sum_k k * p_k`` per row: a multiclass output as one ordinal value."""
+    return probs @ np.arange(probs.shape[1], dtype=np.float64)
+
+
+def uses_cuts(task: TaskSpec) -> bool:
+    """Whether the task's decision is a class from cut points (primary metric ``qwk``)."""
+    return task.resolved_metrics[0] == "qwk"
+
+
+def _n_ordinal(task: TaskSpec) -> int:
+    return int(task.num_classes or 0) if task.kind == "regression" else int(task.size or 0)
+
+
 def decide(task: TaskSpec, output: np.ndarray, thresholds: np.ndarray | float = 0.5) -> np.ndarray:
-    """Turn a task's probabilities (or values) into predictions: argmax, thresholds, identity."""
+    """Turn a task's probabilities (or values) into predictions: argmax, thresholds, identity.
+
+    A task whose primary metric is ``qwk`` gets classes from cut points: ``thresholds`` (K-1 tuned
+    cuts) on the regression value or the expected class; without tuned cuts, a regression value is
+    rounded to the nearest class and a multiclass output takes its argmax.
+    """
+    tuned = np.ndim(thresholds) == 1 and uses_cuts(task)
     if task.kind == "multiclass":
+        if tuned:
+            return to_classes(expected_class(output), thresholds)
         return output.argmax(axis=1)
-    if task.kind == "multilabel":
+    if task.kind in ("multilabel", "binary"):
         return (output > thresholds).astype(np.float32)
+    if uses_cuts(task):
+        return to_classes(output, thresholds if tuned else default_cuts(_n_ordinal(task)))
     return output
 
 
-def score_task(task: TaskSpec, y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    """Every metric the spec names for ``task``, from decided predictions."""
-    scores = {}
-    for metric in task.resolved_metrics:
+def _probabilistic(task: TaskSpec, metric: str, y: np.ndarray, probs: np.ndarray) -> float:
+    if task.kind == "multiclass":
+        if probs.ndim == 1:  # class indices (a submission of labels): hard probabilities
+            probs = _one_hot(probs.astype(int), task.size)
+        return f.ovr_auc(y, probs) if metric == "roc_auc" else f.multiclass_log_loss(y, probs)
+    y2, p2 = y.reshape(len(y), -1), probs.reshape(len(probs), -1)
+    if metric == "roc_auc":
+        return f.mean_column_auc(y2, p2)
+    if metric == "pauc":
+        return f.partial_auc(y2[:, 0], p2[:, 0], task.min_tpr)
+    weights = np.array([task.label_weights.get(name, 1.0) for name in task.label_names])
+    return f.weighted_log_loss(y2, p2, weights)
+
+
+def score_metric(
+    task: TaskSpec, metric: str, y: np.ndarray, pred: np.ndarray, probs: np.ndarray | None = None
+) -> float:
+    """One metric of ``task`` from decided predictions; probabilistic metrics (AUC, pAUC, log loss)
+    and regression errors use ``probs`` (probabilities or raw values) when given."""
+    if metric in PROBABILISTIC:
+        return _probabilistic(task, metric, y, pred if probs is None else probs)
+    if metric == "fbeta":
         if task.kind == "multiclass":
-            scores[metric] = score_multiclass(y, pred, task.size, metric)
-        elif task.kind == "multilabel":
-            scores[metric] = score_multilabel(y, pred, metric)
-        else:
-            scores[metric] = score_regression(y, pred, metric)
-    return scores
+            return f.multiclass_fbeta(y, pred, task.size, task.beta, task.resolved_average)
+        return f.fbeta(y, pred, task.beta, task.resolved_average)
+    if task.kind == "regression":
+        if metric == "qwk":
+            classes = to_classes(pred, default_cuts(_n_ordinal(task)))
+            return f.quadratic_kappa(to_classes(y, default_cuts(_n_ordinal(task))), classes)
+        return score_regression(y, pred if probs is None else probs, metric)
+    if task.kind == "multiclass":
+        return score_multiclass(y, pred, task.size, metric)
+    if task.kind == "binary":  # accuracy
+        return float((y.reshape(-1) == pred.reshape(-1)).mean())
+    return score_multilabel(y, pred, metric)
+
+
+def score_task(
+    task: TaskSpec, y: np.ndarray, pred: np.ndarray, probs: np.ndarray | None = None
+) -> dict[str, float]:
+    """Every metric the spec names for ``task``, from decided predictions (and probabilities)."""
+    return {metric: score_metric(task, metric, y, pred, probs) for metric in task.resolved_metrics}
 
 
 def score_all(
@@ -113,27 +187,49 @@ def score_all(
     outputs: dict[str, np.ndarray],
     thresholds: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """Scores keyed ``task/metric`` for every task, from probabilities (or regression values)."""
+    """Scores keyed ``task/metric`` for every task, from probabilities (or regression values);
+    plus ``score`` (:func:`spec_score`) when the spec sets ``score_weights``."""
     thresholds = thresholds or {}
     scores = {}
     for task in spec.tasks:
-        pred = decide(task, outputs[task.name], thresholds.get(task.name, 0.5))
-        for metric, value in score_task(task, targets[task.name], pred).items():
+        output = outputs[task.name]
+        pred = decide(task, output, thresholds.get(task.name, 0.5))
+        for metric, value in score_task(task, targets[task.name], pred, output).items():
             scores[f"{task.name}/{metric}"] = value
+    if spec.score_weights is not None:
+        scores["score"] = spec_score(spec, scores)
     return scores
+
+
+def spec_score(spec: Spec, scores: dict[str, float]) -> float:
+    """The competition's one number: the ``score_weights``-weighted mean of the tasks' primary
+    metrics (equal weights over every task when unset); NaN when a weighted primary is undefined."""
+    weights = spec.score_weights or {t.name: 1.0 for t in spec.tasks}
+    keys = {t: f"{t}/{spec.task(t).resolved_metrics[0]}" for t, w in weights.items() if w > 0}
+    total = sum(weights[t] for t in keys)
+    return float(sum(weights[t] * scores[k] for t, k in keys.items()) / total)
+
+
+def _signed(metric_key: str, value: float) -> float:
+    return -value if metric_key.split("/")[-1] in LOWER_IS_BETTER else value
 
 
 def monitor_score(spec: Spec, scores: dict[str, float]) -> float:
     """The number that picks the best epoch (higher is better).
 
-    The spec's ``monitor`` when set (negated for lower-is-better metrics); otherwise the mean of
-    the classification tasks' primary metrics, or minus the first regression task's primary.
+    The spec's ``monitor`` when set; else the spec score when ``score_weights`` is set; else the
+    mean of the classification tasks' primary metrics, or the first regression task's primary.
+    Lower-is-better metrics (log_loss, mae, rmse) are negated. Undefined scores (NaN, e.g. an AUC
+    on rows of one class) are skipped; with none left the monitor is ``UNDEFINED_MONITOR``.
     """
     if spec.monitor:
-        value = scores[spec.monitor]
-        return -value if spec.monitor.split("/")[1] in LOWER_IS_BETTER else value
-    primaries = [f"{t.name}/{t.resolved_metrics[0]}" for t in spec.tasks if t.kind != "regression"]
-    if primaries:
-        return float(np.mean([scores[k] for k in primaries]))
-    first = spec.tasks[0]
-    return -scores[f"{first.name}/{first.resolved_metrics[0]}"]
+        values = [_signed(spec.monitor, scores[spec.monitor])]
+    elif spec.score_weights is not None:
+        primary = spec.task(next(t for t, w in spec.score_weights.items() if w > 0)).resolved_metrics[0]
+        values = [_signed(primary, spec_score(spec, scores))]
+    else:
+        tasks = [t for t in spec.tasks if t.kind != "regression"] or spec.tasks[:1]
+        keys = [f"{t.name}/{t.resolved_metrics[0]}" for t in tasks]
+        values = [_signed(k, scores[k]) for k in keys]
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else UNDEFINED_MONITOR

@@ -14,7 +14,15 @@ from mtlkaggle.spec.data import DataSpec, KeepSpec
 from mtlkaggle.spec.files import PACKAGED_SPECS, copy_template, load_spec, packaged_specs, resolve_spec_path
 from mtlkaggle.spec.output import SubmissionSpec
 from mtlkaggle.spec.recipe import TTA_VIEW, AugmentSpec, PredictSpec, TrainSpec
-from mtlkaggle.spec.tasks import DEFAULT_LOSS, LOSSES_BY_KIND, METRICS_BY_KIND, TaskKind, TaskSpec
+from mtlkaggle.spec.tasks import (
+    DEFAULT_LOSS,
+    LOSSES_BY_KIND,
+    LOWER_IS_BETTER,
+    METRICS_BY_KIND,
+    PROBABILISTIC,
+    TaskKind,
+    TaskSpec,
+)
 
 __all__ = [
     "AugmentSpec",
@@ -22,8 +30,10 @@ __all__ = [
     "DEFAULT_LOSS",
     "KeepSpec",
     "LOSSES_BY_KIND",
+    "LOWER_IS_BETTER",
     "METRICS_BY_KIND",
     "PACKAGED_SPECS",
+    "PROBABILISTIC",
     "PredictSpec",
     "Spec",
     "SubmissionSpec",

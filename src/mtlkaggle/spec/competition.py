@@ -11,7 +11,7 @@ from mtlkaggle.spec.base import _Strict
 from mtlkaggle.spec.data import DataSpec
 from mtlkaggle.spec.output import SubmissionSpec
 from mtlkaggle.spec.recipe import AugmentSpec, PredictSpec, TrainSpec
-from mtlkaggle.spec.tasks import TaskSpec
+from mtlkaggle.spec.tasks import LOWER_IS_BETTER, TaskSpec
 
 
 class Spec(_Strict):
@@ -27,7 +27,12 @@ class Spec(_Strict):
     predict: PredictSpec = Field(default_factory=PredictSpec)
     submissions: list[SubmissionSpec] = Field(default_factory=list)
     monitor: str | None = Field(
-        None, description="'task/metric' to pick the best epoch; default: mean of primaries."
+        None, description="'task/metric' to pick the best epoch; default: the spec score."
+    )
+    score_weights: dict[str, float] | None = Field(
+        None,
+        description="Spec score: weighted mean of tasks' primary metrics; default: equal weights. "
+        "E.g. {root = 0.5, vowel = 0.25, consonant = 0.25}.",
     )
 
     @model_validator(mode="after")
@@ -43,7 +48,23 @@ class Spec(_Strict):
             task, _, metric = self.monitor.partition("/")
             if task not in names or metric not in self.task(task).resolved_metrics:
                 raise ValueError(f"monitor '{self.monitor}' is not 'task/metric' of this spec")
+        if self.score_weights is not None:
+            self._check_score_weights(names)
         return self
+
+    def _check_score_weights(self, names: list[str]) -> None:
+        weights = self.score_weights or {}
+        unknown = [t for t in weights if t not in names]
+        if unknown:
+            raise ValueError(f"score_weights names unknown task(s) {unknown}; tasks are {names}")
+        if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+            raise ValueError("score_weights must be >= 0 with a positive sum")
+        lower = {self.task(t).resolved_metrics[0] in LOWER_IS_BETTER for t, w in weights.items() if w > 0}
+        if len(lower) > 1:
+            raise ValueError(
+                "score_weights mixes tasks whose primary metric is better high with ones better low "
+                "(e.g. log_loss, mae); weight only one direction"
+            )
 
     def task(self, name: str) -> TaskSpec:
         """The task called ``name``."""

@@ -8,20 +8,35 @@ from pydantic import Field, model_validator
 
 from mtlkaggle.spec.base import _Strict
 
-TaskKind = Literal["multiclass", "multilabel", "regression"]
+TaskKind = Literal["multiclass", "multilabel", "binary", "regression"]
 
 # Metrics each task kind may name; the first one listed in a task is its primary score.
 METRICS_BY_KIND: dict[str, set[str]] = {
-    "multiclass": {"accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "class_accuracy"},
-    "multilabel": {"mean_f1", "macro_f1", "micro_f1", "accuracy"},
-    "regression": {"mae", "rmse"},
+    "multiclass": {
+        "accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "class_accuracy",
+        "macro_recall", "fbeta", "qwk", "roc_auc", "log_loss",
+    },
+    "multilabel": {"mean_f1", "macro_f1", "micro_f1", "accuracy", "fbeta", "roc_auc", "log_loss"},
+    "binary": {"roc_auc", "pauc", "log_loss", "fbeta", "accuracy"},
+    "regression": {"mae", "rmse", "qwk"},
 }
-DEFAULT_LOSS = {"multiclass": "ce", "multilabel": "bce", "regression": "smooth_l1"}
+LOWER_IS_BETTER = {"mae", "rmse", "log_loss"}
+PROBABILISTIC = {"roc_auc", "pauc", "log_loss"}  # scored on probabilities: no threshold, no labels
+DEFAULT_METRIC = {"multiclass": "accuracy", "multilabel": "mean_f1", "binary": "roc_auc", "regression": "mae"}
+DEFAULT_LOSS = {"multiclass": "ce", "multilabel": "bce", "binary": "bce", "regression": "smooth_l1"}
 LOSSES_BY_KIND = {
     "multiclass": {"ce"},
     "multilabel": {"bce"},
+    "binary": {"bce"},
     "regression": {"l1", "mse", "smooth_l1"},
 }
+AVERAGES_BY_KIND = {
+    "multiclass": {"macro", "micro", "weighted"},
+    "multilabel": {"samples", "micro", "macro"},
+    "binary": {"binary"},
+    "regression": set(),
+}
+DEFAULT_AVERAGE = {"multiclass": "macro", "multilabel": "samples", "binary": "binary", "regression": ""}
 
 
 class TaskSpec(_Strict):
@@ -43,6 +58,21 @@ class TaskSpec(_Strict):
     hidden: int = Field(0, ge=0)
     dropout: float = Field(0.0, ge=0, lt=1)
     at_least_one: bool = Field(False, description="Multilabel: an empty row gets its most probable label.")
+    positive: str | None = Field(
+        None, description="Binary: the column value that is the positive class; default: 0/1 values."
+    )
+    pos_weight: float | None = Field(
+        None, gt=0, description="Binary/multilabel: BCE weight of positives (rare targets), e.g. 10.0."
+    )
+    beta: float = Field(1.0, gt=0, description="Metric 'fbeta': beta (recall weighs beta times precision).")
+    average: Literal["samples", "micro", "macro", "weighted", "binary"] | None = Field(
+        None, description="Metric 'fbeta': averaging; default samples/macro/binary by kind."
+    )
+    min_tpr: float = Field(0.8, ge=0, lt=1, description="Metric 'pauc': the TPR floor (ISIC 2024: 0.8).")
+    label_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Metric 'log_loss': weight per label name (others 1), e.g. {any = 2.0}.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
@@ -50,6 +80,7 @@ class TaskSpec(_Strict):
         allowed_enc = {
             "multiclass": {"index", "name", "sign"},
             "multilabel": {"indices", "columns"},
+            "binary": {"index", "name"},
             "regression": {"value"},
         }[kind]
         if self.encoding is not None and self.encoding not in allowed_enc:
@@ -59,6 +90,8 @@ class TaskSpec(_Strict):
                 raise ValueError("a multilabel task with encoding='columns' needs 'columns'")
         elif not self.column:
             raise ValueError(f"task '{self.name}' needs 'column'")
+        if kind == "binary":
+            self._check_binary()
         if kind != "regression" and self.size is None:
             raise ValueError(f"task '{self.name}' needs 'num_classes' or 'classes'")
         if self.classes and self.num_classes and len(self.classes) != self.num_classes:
@@ -72,12 +105,39 @@ class TaskSpec(_Strict):
             )
         if self.loss is not None and self.loss not in LOSSES_BY_KIND[kind]:
             raise ValueError(f"loss must be one of {sorted(LOSSES_BY_KIND[kind])} for {kind}")
+        self._check_metric_params()
         return self
+
+    def _check_binary(self) -> None:
+        if self.num_classes not in (None, 2) or (self.classes and len(self.classes) != 2):
+            raise ValueError(f"binary task '{self.name}': a binary task has 2 classes (or leave them out)")
+        if self.classes and self.positive not in self.classes:
+            raise ValueError(f"binary task '{self.name}': 'positive' must be one of classes {self.classes}")
+        if self.encoding == "name" and self.positive is None:
+            raise ValueError(f"binary task '{self.name}': encoding 'name' needs 'positive'")
+
+    def _check_metric_params(self) -> None:
+        if self.average is not None and self.average not in AVERAGES_BY_KIND[self.kind]:
+            raise ValueError(
+                f"average '{self.average}' is not for a {self.kind} task; "
+                f"choose from {sorted(AVERAGES_BY_KIND[self.kind])}"
+            )
+        unknown = [k for k in self.label_weights if k not in self.label_names]
+        if unknown:
+            raise ValueError(f"label_weights names unknown label(s) {unknown}; labels are {self.label_names}")
+        if any(w < 0 for w in self.label_weights.values()):
+            raise ValueError("label_weights must be >= 0")
+        if self.kind == "regression" and "qwk" in self.metrics and not self.num_classes:
+            raise ValueError(
+                f"regression task '{self.name}' scored by 'qwk' needs num_classes (classes 0..K-1)"
+            )
+        if self.pos_weight is not None and self.kind not in ("binary", "multilabel"):
+            raise ValueError("pos_weight is for binary and multilabel tasks")
 
     @property
     def size(self) -> int | None:
-        """Number of classes (multiclass), labels (multilabel); 1 for regression."""
-        if self.kind == "regression":
+        """Number of classes (multiclass), labels (multilabel); 1 for binary and regression."""
+        if self.kind in ("regression", "binary"):
             return 1
         if self.num_classes:
             return self.num_classes
@@ -92,13 +152,19 @@ class TaskSpec(_Strict):
         """The label encoding, with the kind's default filled in."""
         if self.encoding:
             return self.encoding
+        if self.kind == "binary":
+            return "name" if self.positive is not None else "index"
         return {"multiclass": "index", "multilabel": "indices", "regression": "value"}[self.kind]
 
     @property
     def resolved_metrics(self) -> list[str]:
         """The task's metrics; the kind's default when none are named."""
-        default = {"multiclass": ["accuracy"], "multilabel": ["mean_f1"], "regression": ["mae"]}
-        return list(self.metrics) or default[self.kind]
+        return list(self.metrics) or [DEFAULT_METRIC[self.kind]]
+
+    @property
+    def resolved_average(self) -> str:
+        """F-beta's averaging, with the kind's default filled in."""
+        return self.average or DEFAULT_AVERAGE[self.kind]
 
     @property
     def resolved_loss(self) -> str:
@@ -107,7 +173,10 @@ class TaskSpec(_Strict):
 
     @property
     def label_names(self) -> list[str]:
-        """Human-readable names of the classes or labels (indices when unnamed)."""
+        """Human-readable names of the classes or labels (indices when unnamed); a binary task's one
+        name is its positive class (``"1"`` for 0/1 values)."""
+        if self.kind == "binary":
+            return [self.positive if self.positive is not None else "1"]
         if self.classes:
             return list(self.classes)
         if self.kind == "multilabel" and self.columns:
