@@ -70,7 +70,9 @@ def test_mean_column_and_ovr_auc_equal_sklearn(rng):
     classes = rng.integers(0, 4, 300)
     logits = rng.normal(size=(300, 4)) + np.eye(4)[classes]
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    assert ovr_auc(classes, probs) == pytest.approx(roc_auc_score(classes, probs, multi_class="ovr"), abs=1e-12)
+    assert ovr_auc(classes, probs) == pytest.approx(
+        roc_auc_score(classes, probs, multi_class="ovr"), abs=1e-12
+    )
 
 
 @pytest.mark.parametrize("min_tpr", [0.8, 0.5, 0.95])

@@ -25,6 +25,8 @@ LAYERS: list[tuple[str, ...]] = [
         "mtlkaggle.provenance",
         "mtlkaggle.metrics",
         "mtlkaggle.metric_formulas",
+        "mtlkaggle.threshold_search",
+        "mtlkaggle.cut_points",
         "mtlkaggle.model",
         "mtlkaggle.losses",
         "mtlkaggle.mixing",

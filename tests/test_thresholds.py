@@ -79,7 +79,7 @@ def test_at_least_one_rule_fills_empty_rows_with_top_label():
 def test_rejects_untunable_metric():
     y, probs = _data()
     with pytest.raises(ValueError, match="cannot tune"):
-        tune_thresholds(y, probs, "accuracy")
+        tune_thresholds(y, probs, "roc_auc")  # probabilities go out: nothing to tune
 
 
 def test_at_least_one_never_lowers_mean_f1():

@@ -58,7 +58,8 @@ class TaskLoss(nn.Module):
     """The loss of one task, on logits (classification) or standardized values (regression).
 
     Multiclass targets are class indices (N,) or, after mixing, class distributions (N, C);
-    multi-label targets may be fractional (mixed), regression targets any value.
+    multi-label and binary (N, 1) targets may be fractional (mixed), regression targets any value.
+    BCE weighs positives by ``pos_weight`` when the task sets it (else by ``class_weights``).
     """
 
     def __init__(self, task: TaskSpec, train_targets: np.ndarray):
@@ -68,8 +69,10 @@ class TaskLoss(nn.Module):
         if task.class_weights == "balanced":
             if task.kind == "multiclass":
                 weight = balanced_class_weights(train_targets, task.size)
-            elif task.kind == "multilabel":
+            elif task.kind in ("multilabel", "binary"):
                 weight = balanced_pos_weight(train_targets)
+        if task.pos_weight is not None:
+            weight = torch.full((task.size,), float(task.pos_weight))
         self.register_buffer("weight", weight if weight is not None else torch.empty(0))
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -80,7 +83,7 @@ class TaskLoss(nn.Module):
             return soft_cross_entropy(output, target.float(), weight, self.task.label_smoothing)
         if kind == "multiclass":
             return F.cross_entropy(output, target, weight=weight, label_smoothing=self.task.label_smoothing)
-        if kind == "multilabel":
+        if kind in ("multilabel", "binary"):
             return F.binary_cross_entropy_with_logits(output, target.float(), pos_weight=weight)
         target = target.float()
         if name == "l1":

@@ -125,7 +125,7 @@ def decide(task: TaskSpec, output: np.ndarray, thresholds: np.ndarray | float = 
     cuts) on the regression value or the expected class; without tuned cuts, a regression value is
     rounded to the nearest class and a multiclass output takes its argmax.
     """
-    tuned = np.ndim(thresholds) == 1 and uses_cuts(task)
+    tuned = uses_cuts(task) and np.ndim(thresholds) == 1 and len(thresholds) == _n_ordinal(task) - 1 > 0
     if task.kind == "multiclass":
         if tuned:
             return to_classes(expected_class(output), thresholds)
@@ -188,7 +188,7 @@ def score_all(
     thresholds: dict[str, np.ndarray] | None = None,
 ) -> dict[str, float]:
     """Scores keyed ``task/metric`` for every task, from probabilities (or regression values);
-    plus ``score`` (:func:`spec_score`) when the spec sets ``score_weights``."""
+    plus ``spec_score`` (:func:`spec_score`) when the spec sets ``score_weights``."""
     thresholds = thresholds or {}
     scores = {}
     for task in spec.tasks:
@@ -197,7 +197,7 @@ def score_all(
         for metric, value in score_task(task, targets[task.name], pred, output).items():
             scores[f"{task.name}/{metric}"] = value
     if spec.score_weights is not None:
-        scores["score"] = spec_score(spec, scores)
+        scores["spec_score"] = spec_score(spec, scores)
     return scores
 
 

@@ -204,13 +204,13 @@ class MultiTaskNet(nn.Module):
         return y * self.target_std[i] + self.target_mean[i]
 
     def probabilities(self, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Softmax, sigmoid, or original units, per task kind."""
+        """Softmax (multiclass), sigmoid (multilabel; binary: P(positive), (N, 1)), or original units."""
         probs = {}
         for task in self.tasks:
             y = outputs[task.name].float()
             if task.kind == "multiclass":
                 probs[task.name] = y.softmax(dim=1)
-            elif task.kind == "multilabel":
+            elif task.kind in ("multilabel", "binary"):
                 probs[task.name] = y.sigmoid()
             else:
                 probs[task.name] = self.to_units(task.name, y)

@@ -161,6 +161,8 @@ def _image_paths(
 def _decode_task(
     task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines: np.ndarray
 ) -> np.ndarray:
+    if task.kind == "binary":
+        return _decode_binary(task, frame, file, problems, lines)
     decode = {
         "index": _decode_index,
         "name": _decode_name,
@@ -170,6 +172,30 @@ def _decode_task(
         "value": _decode_value,
     }[task.resolved_encoding]
     return decode(task, frame, file, problems, lines)
+
+
+_TRUE, _FALSE = {"1", "1.0", "true", "True", "TRUE"}, {"0", "0.0", "false", "False", "FALSE"}
+
+
+def _decode_binary(
+    task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines
+) -> np.ndarray:
+    """A binary task's column as 0/1 float32 (n, 1): 0/1 (or true/false) values, or class names
+    with ``positive`` naming the positive one (values outside ``classes``, when given, are refused)."""
+    out = np.zeros((len(frame), 1), dtype=np.float32)
+    for row, value in enumerate(frame[task.column]):
+        text = str(value).strip()
+        if task.positive is not None:
+            if task.classes and text not in task.classes:
+                why = f"unknown class '{value}'; expected one of {task.classes}"
+                problems.append(Problem(file, int(lines[row]), task.column, why))
+            out[row, 0] = float(text == task.positive)
+        elif text in _TRUE or text in _FALSE:
+            out[row, 0] = float(text in _TRUE)
+        else:
+            why = f"'{value}' is not 0 or 1; name the positive class with positive = \"...\""
+            problems.append(Problem(file, int(lines[row]), task.column, why))
+    return out
 
 
 def _decode_index(
@@ -286,6 +312,6 @@ def task_matrix(spec: Spec, table: LabelTable) -> np.ndarray:
         y = table.targets[task.name]
         if task.kind == "multiclass":
             blocks.append(np.eye(task.size, dtype=np.float32)[y])
-        elif task.kind == "multilabel":
+        elif task.kind in ("multilabel", "binary"):
             blocks.append(y)
     return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(table), 0), np.float32)

@@ -13,8 +13,16 @@ TaskKind = Literal["multiclass", "multilabel", "binary", "regression"]
 # Metrics each task kind may name; the first one listed in a task is its primary score.
 METRICS_BY_KIND: dict[str, set[str]] = {
     "multiclass": {
-        "accuracy", "macro_f1", "weighted_f1", "balanced_accuracy", "class_accuracy",
-        "macro_recall", "fbeta", "qwk", "roc_auc", "log_loss",
+        "accuracy",
+        "macro_f1",
+        "weighted_f1",
+        "balanced_accuracy",
+        "class_accuracy",
+        "macro_recall",
+        "fbeta",
+        "qwk",
+        "roc_auc",
+        "log_loss",
     },
     "multilabel": {"mean_f1", "macro_f1", "micro_f1", "accuracy", "fbeta", "roc_auc", "log_loss"},
     "binary": {"roc_auc", "pauc", "log_loss", "fbeta", "accuracy"},
