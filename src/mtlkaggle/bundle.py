@@ -237,6 +237,10 @@ def prediction_frame(
         elif task.kind == "multilabel":
             names[read] = [" ".join(task.label_names[k] for k in np.flatnonzero(row)) for row in d]
             index[read] = [" ".join(str(k) for k in np.flatnonzero(row)) for row in d]
+        elif task.kind == "binary":  # d: 0/1 decisions, or P(positive) when the metric scores those
+            positive = np.asarray(d) > 0.5 if np.asarray(d).dtype.kind == "f" else np.asarray(d) == 1
+            names[read] = [task.label_names[0] if v else "" for v in positive]
+            index[read] = [str(int(v)) for v in positive]
         if task.kind == "regression":
             columns[task.name] = probs[task.name]
             continue

@@ -85,9 +85,13 @@ def _check_images(report: CheckReport, root: Path, workers: int) -> None:
 
 
 def target_counts(task, y: np.ndarray) -> dict[str, float]:
-    """Rows per class (multiclass), rows per label (multi-label), or mean/min/max (regression)."""
+    """Rows per class (multiclass), rows per label (multi-label), positives and negatives (binary),
+    or mean/min/max (regression)."""
     if task.kind == "regression":
         return {"mean": float(y.mean()), "min": float(y.min()), "max": float(y.max())}
+    if task.kind == "binary":
+        positives = int(y.sum())
+        return {task.label_names[0]: positives, "negative": len(y) - positives}
     counts = np.bincount(y, minlength=task.size) if task.kind == "multiclass" else y.sum(axis=0)
     return {n: int(c) for n, c in zip(task.label_names, counts, strict=True)}
 

@@ -10,7 +10,7 @@ import pandas as pd
 from mtlkaggle.data import has_split, parse_label_file, read_split
 from mtlkaggle.errors import UserError
 from mtlkaggle.metrics import score_task
-from mtlkaggle.spec import Spec
+from mtlkaggle.spec import LOWER_IS_BETTER, Spec
 from mtlkaggle.submission import check_ids, read_submission
 
 
@@ -21,10 +21,10 @@ def evaluate_submissions(spec: Spec, submission_dir: Path, labels: Path | None =
     ``test_labels`` split (a kept-apart file, a holdout, or CelebA's test partition). Submission
     rows are matched to label rows by id (files without an id column follow the test file's order).
     A file with duplicated ids, or ids missing from or unknown to the labels, is refused: it is
-    never scored.
+    never scored. Each task is scored once, from the first file (and column) that holds it.
 
     Returns:
-        One row per (file, task, metric) with the score.
+        One row per (task, metric) with the file and column it was scored from, and the score.
     """
     if labels is None:
         if not has_split(spec, "test_labels"):
@@ -36,7 +36,7 @@ def evaluate_submissions(spec: Spec, submission_dir: Path, labels: Path | None =
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise UserError(f"{problems[0]}{more}")
     where = {value: row for row, value in enumerate(truth.ids)}
-    rows = []
+    rows, scored = [], set()
     for sub in spec.submissions:
         path = submission_dir / sub.file
         ids, predictions = read_submission(spec, sub, path)
@@ -53,13 +53,40 @@ def evaluate_submissions(spec: Spec, submission_dir: Path, labels: Path | None =
         order = np.array([where.get(i, -1) for i in ids])
         keep = order >= 0
         for column, name in sub.columns.items():
+            if name in scored:  # a task written to two files is scored once, from the first
+                continue
+            scored.add(name)
             task = spec.task(name)
             y = truth.targets[name][order[keep]]
-            for metric, value in score_task(task, y, predictions[name][keep]).items():
+            for metric, value in score_task(task, y, np.asarray(predictions[name])[keep]).items():
                 rows.append(
                     {"file": sub.file, "column": column, "task": name, "metric": metric, "score": value}
                 )
     return pd.DataFrame(rows)
+
+
+def weighted_score(spec: Spec, scores: pd.DataFrame) -> tuple[float, str] | None:
+    """The spec score (:func:`mtlkaggle.metrics.spec_score`) of evaluated submissions and how it is
+    made (e.g. ``0.5 x root/macro_recall + 0.25 x vowel/macro_recall``).
+
+    None when the spec weighs no tasks and has one task, when a weighted task was not in any file,
+    or when unweighted primaries point different ways (e.g. accuracy and mae).
+    """
+    weights = spec.score_weights
+    if weights is None:
+        if len(spec.tasks) < 2:
+            return None
+        if len({t.resolved_metrics[0] in LOWER_IS_BETTER for t in spec.tasks}) > 1:
+            return None
+        weights = {t.name: 1.0 / len(spec.tasks) for t in spec.tasks}
+    found = {f"{r.task}/{r.metric}": float(r.score) for r in scores.itertuples()}
+    keys = {t: f"{t}/{spec.task(t).resolved_metrics[0]}" for t, w in weights.items() if w > 0}
+    if any(k not in found for k in keys.values()):
+        return None
+    total = sum(weights[t] for t in keys)
+    value = sum(weights[t] * found[k] for t, k in keys.items()) / total
+    recipe = " + ".join(f"{weights[t] / total:.4g} x {k}" for t, k in keys.items())
+    return float(value), recipe
 
 
 def task_means(scores: pd.DataFrame) -> dict[str, tuple[float, int]]:

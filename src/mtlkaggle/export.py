@@ -164,6 +164,11 @@ def _bundle_meta(spec: Spec, folds: list[dict], thresholds: dict, result: Export
         if task.kind == "multilabel":
             entry["thresholds"] = thresholds.get(task.name, [0.5] * task.size)
             entry["at_least_one"] = task.at_least_one
+        if task.kind == "binary":
+            entry["positive"] = task.label_names[0]
+            entry["threshold"] = thresholds.get(task.name, [0.5])[0]
+        if task.resolved_metrics[0] == "qwk" and task.name in thresholds:
+            entry["cut_points"] = thresholds[task.name]  # class = number of cut points exceeded
         tasks.append(entry)
     return {
         "format": FORMAT,

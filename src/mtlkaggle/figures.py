@@ -1,5 +1,6 @@
 """The report's figures: class distributions, training curves per fold, confusion matrices,
-per-label F1 at the tuned thresholds, regression errors. Each is written atomically as a PNG."""
+per-label F1 at the tuned thresholds, binary ROC curves, regression errors. Each is written
+atomically as a PNG."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 from mtlkaggle.data import has_split, read_split
 from mtlkaggle.engine.epoch_log import read_metrics
 from mtlkaggle.io import atomic_path
+from mtlkaggle.metric_formulas import partial_auc, roc_auc, roc_curve
 from mtlkaggle.metrics import per_label_f1
 from mtlkaggle.spec import Spec
 from mtlkaggle.thresholds import apply_thresholds
@@ -165,6 +167,26 @@ def plot_label_f1(task, y: np.ndarray, probs: np.ndarray, thresholds, out: Path)
     ax.set_title(f"{task.name}: per-label F1")
     ax.legend()
     return _save(fig, out / f"f1_{task.name}.png")
+
+
+def plot_roc(task, y: np.ndarray, probs: np.ndarray, out: Path) -> Path:
+    """A binary task's out-of-fold ROC curve, with its AUC (and pAUC when the task is scored by it)."""
+    plt = _plt()
+    y, p = np.asarray(y).ravel() > 0, np.asarray(probs, dtype=np.float64).ravel()
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    title = f"{task.name}: OOF ROC"
+    if y.any() and not y.all():
+        fpr, tpr = roc_curve(y, p)
+        ax.plot(fpr, tpr)
+        title += f", AUC {roc_auc(y, p):.3f}"
+        if "pauc" in task.resolved_metrics:
+            ax.axhline(task.min_tpr, color="grey", linestyle=":", linewidth=1)
+            title += f", pAUC {partial_auc(y, p, task.min_tpr):.3f}"
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    return _save(fig, out / f"roc_{task.name}.png")
 
 
 def plot_regression(task, y: np.ndarray, pred: np.ndarray, out: Path) -> Path:

@@ -58,7 +58,7 @@ def ovr_auc(y: np.ndarray, probs: np.ndarray) -> float:
     return mean_column_auc(one_hot, probs)
 
 
-def _roc_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def roc_curve(y: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(fpr, tpr) at every distinct score, from (0, 0); as ``sklearn.metrics.roc_curve``."""
     order = np.argsort(-score, kind="mergesort")
     s, yy = score[order], y[order].astype(np.float64)
@@ -80,7 +80,7 @@ def partial_auc(y: np.ndarray, score: np.ndarray, min_tpr: float = 0.8) -> float
     if y.all() or not y.any():
         return float("nan")
     max_fpr = 1.0 - min_tpr
-    fpr, tpr = _roc_curve(~y, -score)
+    fpr, tpr = roc_curve(~y, -score)
     if max_fpr >= 1.0:
         return float(np.trapezoid(tpr, fpr))
     stop = int(np.searchsorted(fpr, max_fpr, side="right"))

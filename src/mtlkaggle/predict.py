@@ -41,9 +41,9 @@ from mtlkaggle.paths import RunLayout
 from mtlkaggle.probabilities import probability_frame
 from mtlkaggle.progress import make_progress
 from mtlkaggle.provenance import write_submission_config
-from mtlkaggle.spec import Spec
+from mtlkaggle.spec import PROBABILISTIC, Spec
 from mtlkaggle.submission import write_submissions
-from mtlkaggle.thresholds import apply_thresholds, load_thresholds
+from mtlkaggle.thresholds import apply_thresholds, load_thresholds, tuned_tasks
 
 
 @dataclass(frozen=True)
@@ -323,14 +323,21 @@ def _test_loader(
 
 
 def decide_all(spec: Spec, ensemble: Ensemble) -> dict[str, np.ndarray]:
-    """Final predictions: argmax, tuned thresholds (with the at-least-one rule), or values."""
+    """Final predictions: argmax, tuned thresholds (with the at-least-one rule), cut points (QWK),
+    or values; a binary task scored on probabilities (AUC, pAUC, log loss) gets P(positive) (n,),
+    otherwise its 0/1 decision (n,)."""
     out = {}
     for task in spec.tasks:
         p = ensemble.probs[task.name]
+        tuned = ensemble.thresholds.get(task.name, 0.5)
         if task.kind == "multilabel":
-            out[task.name] = apply_thresholds(p, ensemble.thresholds.get(task.name, 0.5), task.at_least_one)
+            out[task.name] = apply_thresholds(p, tuned, task.at_least_one)
+        elif task.kind == "binary" and task.resolved_metrics[0] in PROBABILISTIC:
+            out[task.name] = p[:, 0]  # scored on probabilities: P(positive) goes out
+        elif task.kind == "binary":
+            out[task.name] = decide(task, p, tuned)[:, 0].astype(np.int64)
         else:
-            out[task.name] = decide(task, p)
+            out[task.name] = decide(task, p, tuned)
     return out
 
 
@@ -338,7 +345,7 @@ def _thresholds(spec: Spec, options: PredictOptions) -> dict[str, np.ndarray]:
     """One run's tuned thresholds; an ensemble's, tuned now on its averaged out-of-fold probabilities."""
     if len(options.members) <= 1:
         return load_thresholds(spec, options.members[0].run if options.members else options.run)
-    if not any(t.kind == "multilabel" for t in spec.tasks):
+    if not tuned_tasks(spec):
         return {}
     from mtlkaggle.ensemble import ensemble_oof
 

@@ -26,6 +26,7 @@ from mtlkaggle.figures import (
     plot_distributions,
     plot_label_f1,
     plot_regression,
+    plot_roc,
 )
 from mtlkaggle.io import write_text_atomic
 from mtlkaggle.metrics import per_label_f1
@@ -154,6 +155,8 @@ def _oof_figures(spec: Spec, targets: dict, probs: dict, tuned: dict, out: Path)
         elif task.kind == "multilabel":
             th = np.array(tuned[task.name]["thresholds"]) if task.name in tuned else 0.5
             figures.append(plot_label_f1(task, y, p, th, out))
+        elif task.kind == "binary":
+            figures.append(plot_roc(task, y, p, out))
         else:
             figures.append(plot_regression(task, y, p, out))
     return figures
@@ -296,8 +299,7 @@ def _markdown(
     ]
     parts += ["", "## Test scores", "", _test_section(spec, run, report, submission_dir)]
     if tuned:
-        rows = [{"task": name, "metric": t["metric"], **t["scores"]} for name, t in tuned.items()]
-        parts += ["", "## Out-of-fold thresholds", "", _markdown_table(pd.DataFrame(rows))]
+        parts += ["", "## Out-of-fold decisions: the metric at 0.5 vs tuned", "", _decisions_table(tuned)]
     if label_thresholds is not None:
         parts += ["", "## Tuned threshold per label", "", _markdown_table(label_thresholds)]
     parts += ["", "## Time and throughput per fold", "", _markdown_table(_timings(spec, run))]
@@ -314,6 +316,30 @@ def _markdown(
     parts += ["", "## Figures", ""]
     parts += [f"![{fig.stem}]({fig.name})" for fig in report.figures]
     return "\n".join(parts) + "\n"
+
+
+def decision_rows(tuned: dict) -> pd.DataFrame:
+    """One row per tuned task: its OOF metric with the untuned decision (threshold 0.5, or argmax
+    / rounding for cut points) and with the tuned one, then the other saved scores."""
+    rows = []
+    for name, entry in tuned.items():
+        scores = dict(entry["scores"])
+        untuned = scores.pop("0.5", scores.pop("default", float("nan")))
+        tuned_score = scores.pop("tuned", scores.get("per_label", float("nan")))
+        rows.append(
+            {
+                "task": name,
+                "metric": entry["metric"],
+                "OOF at 0.5": untuned,
+                "OOF tuned": tuned_score,
+                **scores,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _decisions_table(tuned: dict) -> str:
+    return _markdown_table(decision_rows(tuned))
 
 
 def _test_section(spec: Spec, run: RunLayout, report: Report, submission_dir: Path) -> str:

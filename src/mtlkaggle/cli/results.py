@@ -30,12 +30,13 @@ def evaluate(
     as_json: Json = False,
 ) -> None:
     """Score submission files with the spec's metrics against a label file."""
-    from mtlkaggle.evaluate import evaluate_submissions, task_means
+    from mtlkaggle.evaluate import evaluate_submissions, task_means, weighted_score
     from mtlkaggle.spec import load_spec
 
     spec = load_spec(comp, data_dir)
     scores = evaluate_submissions(spec, submission_dir, labels)
     means = task_means(scores)
+    weighted = weighted_score(spec, scores)
     if as_json:
         print_json(
             {
@@ -44,6 +45,7 @@ def evaluate(
                 "labels": str(labels) if labels else "test_labels",
                 "scores": scores.to_dict(orient="records"),
                 "task_means": {m: {"mean": v, "tasks": n} for m, (v, n) in means.items()},
+                "spec_score": {"score": weighted[0], "of": weighted[1]} if weighted else None,
             }
         )
         return
@@ -51,6 +53,8 @@ def evaluate(
     console.print(frame_table(scores, escape(title)))
     for metric, (mean, count) in means.items():
         console.print(f"mean {escape(metric)} over {count} tasks: {mean:.4f}")
+    if weighted:
+        console.print(f"spec score ({escape(weighted[1])}): {weighted[0]:.4f}")
 
 
 @user_errors
