@@ -139,3 +139,25 @@ def test_binary_task_through_the_cli(workspace, runner):
     assert result.exit_code == 0, result.output
     text = (workspace / "reports/lesions/main/report.md").read_text()
     assert "OOF at 0.5" in text and "OOF tuned" in text and "roc_malignant.png" in text
+
+    result = runner.invoke(app, ["export", "lesions", "--folds", "0", "--no-wheel", "--out", "bundle"])
+    assert result.exit_code == 0, result.output
+    meta = json.loads((workspace / "bundle/bundle.json").read_text())
+    entry = next(t for t in meta["tasks"] if t["name"] == "malignant")
+    assert (entry["kind"], entry["classes"], entry["positive"]) == ("binary", ["malignant"], "malignant")
+    args = [
+        "predict",
+        "--bundle",
+        "bundle",
+        "--input",
+        "data/lesions/img",
+        "--out",
+        "rows.csv",
+        "--num-workers",
+        "0",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = pd.read_csv(workspace / "rows.csv", keep_default_na=False)
+    assert len(rows) == 56 and rows["malignant:malignant"].between(0, 1).all()
+    assert set(rows["malignant_index"].astype(str)) <= {"0", "1"}
