@@ -175,7 +175,7 @@ def _coordinate_ascent(y, probs, thresholds, grid, beta, average, max_passes) ->
     """Per-label thresholds by coordinate ascent (exact sweep of each label, others fixed)."""
     b2 = beta * beta
     sweeper = _SamplesSweeper(y, probs, (probs > thresholds).astype(np.float64), grid, beta)
-    counts = [_label_counts(y, probs, j, grid) for j in range(y.shape[1])]
+    counts = [_label_counts(y, probs, j, grid) for j in range(y.shape[1])] if average == "micro" else []
     for _ in range(max_passes):
         changed = False
         for j in range(y.shape[1]):

@@ -56,7 +56,7 @@ class TaskSpec(_Strict):
     columns: list[str] | None = None
     num_classes: int | None = Field(None, ge=1)
     classes: list[str] | None = None
-    encoding: Literal["index", "name", "sign", "indices", "columns", "value"] | None = None
+    encoding: Literal["index", "name", "sign", "indices", "columns", "value", "binary"] | None = None
     label_sep: str = " "
     metrics: list[str] = Field(default_factory=list)
     loss: str | None = None
@@ -88,7 +88,7 @@ class TaskSpec(_Strict):
         allowed_enc = {
             "multiclass": {"index", "name", "sign"},
             "multilabel": {"indices", "columns"},
-            "binary": {"index", "name"},
+            "binary": {"binary"},
             "regression": {"value"},
         }[kind]
         if self.encoding is not None and self.encoding not in allowed_enc:
@@ -121,8 +121,6 @@ class TaskSpec(_Strict):
             raise ValueError(f"binary task '{self.name}': a binary task has 2 classes (or leave them out)")
         if self.classes and self.positive not in self.classes:
             raise ValueError(f"binary task '{self.name}': 'positive' must be one of classes {self.classes}")
-        if self.encoding == "name" and self.positive is None:
-            raise ValueError(f"binary task '{self.name}': encoding 'name' needs 'positive'")
 
     def _check_metric_params(self) -> None:
         if self.average is not None and self.average not in AVERAGES_BY_KIND[self.kind]:
@@ -161,7 +159,7 @@ class TaskSpec(_Strict):
         if self.encoding:
             return self.encoding
         if self.kind == "binary":
-            return "name" if self.positive is not None else "index"
+            return "binary"
         return {"multiclass": "index", "multilabel": "indices", "regression": "value"}[self.kind]
 
     @property
