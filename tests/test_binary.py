@@ -161,3 +161,14 @@ def test_binary_task_through_the_cli(workspace, runner):
     rows = pd.read_csv(workspace / "rows.csv", keep_default_na=False)
     assert len(rows) == 56 and rows["malignant:malignant"].between(0, 1).all()
     assert set(rows["malignant_index"].astype(str)) <= {"0", "1"}
+
+    # a seed ensemble: the averaged out-of-fold P(positive) scored and predicted
+    result = runner.invoke(app, ["train", "lesions", "--run", "ens", "--seeds", "0,1", *TINY])
+    assert result.exit_code == 0, result.output
+    summary = pd.read_csv(workspace / "runs/lesions/ens/ensemble.csv").set_index("run")
+    assert list(summary.index) == ["ens/seed0", "ens/seed1", "ensemble"]
+    assert summary["malignant/roc_auc"].between(0, 1).all() and "spec_score" in summary.columns
+    args = ["predict", "lesions", "--run", "ens", "--out-dir", "sub_ens", "--tta", "--num-workers", "0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(workspace / "sub_ens/submission.csv")["target"].between(0, 1).all()
