@@ -135,6 +135,9 @@ def test_binary_task_through_the_cli(workspace, runner):
     assert set(thresholds) == {"grade"}  # AUC needs no threshold; QWK gets cut points (or argmax)
     assert thresholds["grade"]["metric"] == "qwk" and len(thresholds["grade"]["thresholds"]) in (0, 2)
 
+    result = runner.invoke(app, ["tune", "lesions"])
+    assert result.exit_code == 0 and "qwk" in result.output and "cut points" in result.output, result.output
+
     result = runner.invoke(app, ["report", "lesions"])
     assert result.exit_code == 0, result.output
     text = (workspace / "reports/lesions/main/report.md").read_text()

@@ -155,8 +155,8 @@ def run_training(
     if note and rank == 0:
         note_in_config(options.run.fold("full").config, "epochs_chosen_by", note)
     thresholds = None
-    if rank == 0 and fold in ("all", "val") and any(t.kind == "multilabel" for t in spec.tasks):
-        from mtlkaggle.thresholds import tune_run
+    from mtlkaggle.thresholds import tune_run, tuned_tasks
 
+    if rank == 0 and fold in ("all", "val") and tuned_tasks(spec):
         thresholds = tune_run(spec, options.run)
     return TrainOutcome(summary, thresholds, rank == 0, note)

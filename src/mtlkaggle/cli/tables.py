@@ -75,13 +75,19 @@ def scores_table(frame, title: str) -> Table:
 
 
 def thresholds_table(results, path: Path) -> Table:
-    """Out-of-fold scores at 0.5, one global and per-label thresholds, of every tuned task."""
+    """Out-of-fold scores at 0.5, one global and per-label thresholds (or QWK cut points), of every
+    tuned task."""
     table = Table(title=f"out-of-fold scores -> {escape(str(path))}")
     for column in ("task", "metric", "at 0.5", "global", "per-label", "thresholds"):
         table.add_column(
             column, justify="right" if column not in ("task", "metric", "thresholds") else "left"
         )
     for name, r in results.items():
+        if "per_label" not in r.scores:  # QWK cut points: untuned = argmax or rounding
+            cuts = " ".join(f"{t:.3f}" for t in r.thresholds) or "argmax kept"
+            cells = (f"{r.scores['default']:.4f}", "-", f"{r.scores['tuned']:.4f}", f"cut points {cuts}")
+            table.add_row(escape(name), escape(r.metric), *cells)
+            continue
         label = f"{r.scores['per_label']:.4f}"
         if "per_label+at_least_one" in r.scores:
             label += f" ({r.scores['per_label+at_least_one']:.4f} with at-least-one)"

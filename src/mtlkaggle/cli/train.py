@@ -296,11 +296,12 @@ def tune(
     run: Annotated[str, typer.Option(help="Run whose out-of-fold predictions to tune on.")] = "main",
     data_dir: DataDir = None,
 ) -> None:
-    """Tune per-label thresholds of multi-label tasks on out-of-fold probabilities.
+    """Tune each task's decision for its primary metric on out-of-fold predictions.
 
-    Coordinate ascent for Kaggle's Mean F1 (F1 per row, averaged), exact per-label search for
-    macro F1. Writes runs/COMP/RUN/thresholds.json with the OOF score at 0.5, with one global
-    threshold and with per-label thresholds. `train --fold all` runs this automatically.
+    Per-label thresholds for multi-label F-scores (Mean F1, macro/micro F1, F-beta at the task's
+    beta and averaging) and for a binary task scored by F-beta or accuracy; QWK cut points on a
+    regression value or expected class. Writes runs/COMP/RUN/thresholds.json with the OOF score at
+    0.5 (argmax / rounding) and tuned. `train --fold all` runs this automatically.
     """
     from mtlkaggle.ensemble import tune_run_thresholds
     from mtlkaggle.paths import RunLayout
