@@ -165,3 +165,62 @@ def test_binary_labels_decode_values_or_named_positive(tmp_path):
         [1.0],
         [1.0],
     ]
+
+
+EVAL = """
+name = "toy"
+data_dir = "data"
+score_weights = { root = 0.5, vowel = 0.25, consonant = 0.25 }
+[data]
+train = "train.csv"
+id_column = "id"
+image_column = "id"
+[[tasks]]
+name = "root"
+kind = "multiclass"
+column = "root"
+num_classes = 3
+metrics = ["macro_recall"]
+[[tasks]]
+name = "vowel"
+kind = "multiclass"
+column = "vowel"
+num_classes = 3
+metrics = ["macro_recall"]
+[[tasks]]
+name = "consonant"
+kind = "multiclass"
+column = "consonant"
+num_classes = 3
+metrics = ["macro_recall"]
+[[submissions]]
+file = "a.csv"
+id_column = "id"
+columns = { root = "root", vowel = "vowel" }
+[[submissions]]
+file = "b.csv"
+id_column = "id"
+columns = { vowel = "vowel", consonant = "consonant" }
+"""
+
+
+def test_evaluate_scores_each_task_once_and_the_weighted_score(tmp_path):
+    from mtlkaggle.evaluate import evaluate_submissions, task_means, weighted_score
+
+    spec = load_spec(write_toml(tmp_path / "toy.toml", EVAL))
+    (tmp_path / "labels.csv").write_text("id,root,vowel,consonant\na,0,1,2\nb,1,1,0\nc,2,0,0\nd,2,2,1\n")
+    (tmp_path / "a.csv").write_text("id,root,vowel\na,0,1\nb,1,0\nc,2,0\nd,0,2\n")
+    (tmp_path / "b.csv").write_text("id,vowel,consonant\na,0,2\nb,0,0\nc,0,0\nd,0,0\n")  # vowel: ignored
+    scores = evaluate_submissions(spec, tmp_path, tmp_path / "labels.csv")
+    assert list(zip(scores["file"], scores["task"], strict=True)) == [
+        ("a.csv", "root"),
+        ("a.csv", "vowel"),
+        ("b.csv", "consonant"),
+    ]
+    got = dict(zip(scores["task"], scores["score"], strict=True))
+    # by hand: root recalls 1, 1, 1/2; vowel 1, 1/2, 1; consonant 1, 0, 1
+    assert got == pytest.approx({"root": 2.5 / 3, "vowel": 2.5 / 3, "consonant": 2 / 3})
+    assert task_means(scores)["macro_recall"] == pytest.approx(((2.5 + 2.5 + 2) / 3 / 3, 3))
+    value, recipe = weighted_score(spec, scores)
+    assert value == pytest.approx(0.5 * 2.5 / 3 + 0.25 * 2.5 / 3 + 0.25 * 2 / 3)
+    assert recipe == "0.5 x root/macro_recall + 0.25 x vowel/macro_recall + 0.25 x consonant/macro_recall"
