@@ -119,15 +119,14 @@ def tune_run(spec: Spec, run: RunLayout) -> dict[str, ThresholdResult]:
 
 
 def tuned_tasks(spec: Spec) -> list[TaskSpec]:
-    """The tasks whose decision is tuned on OOF: every multi-label task (for its primary metric
-    when that is an F-score, else for Mean F1), a binary task scored by F-beta or accuracy, and a
-    task whose primary metric is ``qwk`` (cut points). AUC and log loss tasks tune nothing."""
+    """The tasks whose decision is tuned on OOF: a multi-label task (for its primary metric when
+    that is an F-score, else for Mean F1) or a binary task (F-beta, accuracy) whose primary metric
+    is decided, and a task whose primary metric is ``qwk`` (cut points). A task scored by AUC, pAUC
+    or log loss tunes nothing: its probabilities go out."""
     out = []
     for task in spec.tasks:
         primary = task.resolved_metrics[0]
-        if task.kind == "multilabel" or uses_cuts(task):
-            out.append(task)
-        elif task.kind == "binary" and primary not in PROBABILISTIC:
+        if uses_cuts(task) or (task.kind in ("multilabel", "binary") and primary not in PROBABILISTIC):
             out.append(task)
     return out
 
