@@ -5,6 +5,7 @@ import torch
 from mtlkaggle.losses import (
     LearnedWeighting,
     MultiTaskLoss,
+    TaskLoss,
     UncertaintyWeighting,
     balanced_class_weights,
     balanced_pos_weight,
@@ -123,3 +124,16 @@ def test_mixed_targets_give_the_lambda_weighted_loss_of_each_partner():
     # regression targets mix linearly; the loss is taken against the mixed value
     expected_age = [0.7 * -1 + 0.3 * 2.0, 0.7 * 0.5 - 0.3 * 1, 0.7 * 2 + 0.3 * 0.5]
     assert mixed["age"].tolist() == pytest.approx(expected_age)
+
+
+def test_binary_task_bce_with_pos_weight_by_hand():
+    from mtlkaggle.spec import TaskSpec
+
+    task = TaskSpec(name="t", kind="binary", column="c", pos_weight=3.0)
+    loss = TaskLoss(task, np.array([[1.0], [0.0]], dtype=np.float32))
+    logits = torch.zeros(2, 1)
+    target = torch.tensor([[1.0], [0.0]])
+    # each row: log(2) at logit 0; the positive's term is weighed 3x -> (3 log 2 + log 2) / 2
+    assert float(loss(logits, target)) == pytest.approx(2 * np.log(2.0))
+    plain = TaskLoss(TaskSpec(name="t", kind="binary", column="c"), np.zeros((2, 1), np.float32))
+    assert float(plain(logits, target)) == pytest.approx(np.log(2.0))
