@@ -75,6 +75,8 @@ class TaskSpec(_Strict):
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
         kind = self.kind
+        if "/" in self.name or ":" in self.name:  # they separate names in metric keys and CSV headers
+            raise ValueError(f"task name '{self.name}' may not contain '/' or ':'")
         allowed_enc = ENCODINGS_BY_KIND[kind]
         if self.encoding is not None and self.encoding not in allowed_enc:
             raise ValueError(f"encoding must be one of {sorted(allowed_enc)} for a {kind} task")
