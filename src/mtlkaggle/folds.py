@@ -114,7 +114,7 @@ def _binary_targets(spec: Spec, table: LabelTable) -> dict[str, tuple[np.ndarray
         y = np.asarray(table.targets[task.name])
         if task.kind == "multiclass" and task.size == 2:
             out[task.name] = (y.astype(np.int64), task.label_names)
-        elif task.kind != "regression" and y.reshape(len(y), -1).shape[1] == 1:
+        elif task.kind not in ("multiclass", "regression") and y.reshape(len(y), -1).shape[1] == 1:
             label = task.label_names[0]
             out[task.name] = (y.reshape(len(y), -1)[:, 0].astype(np.int64), [f"not {label}", label])
     return out
