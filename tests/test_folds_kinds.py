@@ -130,4 +130,4 @@ def test_group_column_override_and_unknown_column(tmp_path, monkeypatch):
     assert "grouped by 'patient_id'" in result.output
     assert (pd.read_csv(tmp_path / "folds/kinds.csv").groupby("patient_id")["fold"].nunique() == 1).all()
     result = CliRunner().invoke(app, ["folds", comp, "--group-column", "hospital"])
-    assert result.exit_code == 2 and "no column 'hospital' to group folds by" in result.output
+    assert result.exit_code == 2 and "no column 'hospital' for --group-column" in result.output

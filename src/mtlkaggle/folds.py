@@ -174,9 +174,9 @@ def _groups(spec: Spec, table: LabelTable, column: str) -> np.ndarray:
 
     raw = read_rows(spec, "train", labelled=True)
     if column not in raw.frame.columns:
+        source = "data.group_column" if column == spec.data.group_column else "--group-column"
         raise UserError(
-            f"{raw.file}: no column '{column}' to group folds by (data.group_column or --group-column); "
-            f"columns are {list(raw.frame.columns)}"
+            f"{raw.file}: no column '{column}' for {source}; columns are {list(raw.frame.columns)}"
         )
     groups = raw.frame[column].to_numpy(dtype=object)
     if len(groups) != len(table):  # the rows the label table was built from, in the same order
