@@ -204,3 +204,68 @@ def test_repeated_test_ids_first_keeps_one_row_per_id(tmp_path):
         read_split(_spec(tmp_path, [task], test="test.csv"), "test")
     table = read_split(_spec(tmp_path, [task], test="test.csv", repeated_test_ids="first"), "test")
     assert table.ids.tolist() == ["b", "a", "c"] and table.lines.tolist() == [2, 3, 5]
+
+
+RANZCR_TOML = """name = "lines"
+data_dir = "data/demo"
+[data]
+train = "lines_train.csv"
+test = "test.csv"
+id_column = "file_path"
+image_column = "file_path"
+group_column = "PatientID"
+[[tasks]]
+name = "ETT lines"
+kind = "multilabel"
+encoding = "columns"
+columns = ["ETT - Abnormal", "ETT - Normal"]
+[[tasks]]
+name = "CVC - Abnormal"
+kind = "multiclass"
+column = "CVC - Abnormal"
+classes = ["no - CVC", "CVC - Abnormal"]
+[[submissions]]
+file = "submission.csv"
+columns = { "CVC - Abnormal" = "CVC - Abnormal", "ETT - Abnormal" = "ETT lines" }
+kaggle = "lines-test"
+id_column = "file_path"
+"""
+
+
+@pytest.mark.slow
+def test_names_with_spaces_and_hyphens_through_the_pipeline(runner, workspace):
+    """Column, task and class names such as "ETT - Abnormal" in the folds file, the OOF and
+    probability headers, metrics.csv, the report and the submission."""
+    from mtlkaggle.cli import app
+
+    train = pd.read_csv(workspace / "data/demo/train.csv")
+    frame = pd.DataFrame({"file_path": train["file_path"]})
+    frame["ETT - Abnormal"] = (train["category_label"] < 3).astype(int)
+    frame["ETT - Normal"] = (train["category_label"] >= 5).astype(int)
+    frame["CVC - Abnormal"] = train["category_label"] % 2
+    frame["PatientID"] = [f"patient {i // 3}" for i in range(len(frame))]
+    frame.to_csv(workspace / "data/demo/lines_train.csv", index=False)
+    (workspace / "competition/lines.toml").write_text(RANZCR_TOML, encoding="utf-8")
+    tiny = ["--backbone", "test_efficientnet", "--no-pretrained", "--img-size", "32", "--num-workers", "0"]
+    steps = [
+        ["check", "lines"],
+        ["folds", "lines", "--n-splits", "3"],
+        ["train", "lines", "--fold", "0", "--epochs", "1", "--batch-size", "16", *tiny],
+        ["predict", "lines", "--num-workers", "0"],
+        ["submit", "lines", "--dry-run"],
+        ["report", "lines"],
+    ]
+    for args in steps:
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+    folds = pd.read_csv(workspace / "folds/lines.csv")
+    assert list(folds.columns) == ["file_path", "fold", "PatientID"]
+    fold_dir = workspace / "runs/lines/main/fold0"
+    oof = pd.read_csv(fold_dir / "oof.csv")
+    assert {"ETT lines:0", "ETT lines:1", "CVC - Abnormal:0", "CVC - Abnormal:1"} <= set(oof.columns)
+    metrics = pd.read_csv(fold_dir / "metrics.csv")
+    assert "val/CVC - Abnormal/accuracy" in metrics.columns and "val/ETT lines/mean_f1" in metrics.columns
+    report = (workspace / "reports/lines/main/report.md").read_text(encoding="utf-8")
+    assert "CVC - Abnormal" in report and "ETT lines" in report
+    submission = pd.read_csv(workspace / "submissions/lines/submission.csv")
+    assert list(submission.columns) == ["file_path", "CVC - Abnormal", "ETT - Abnormal"]

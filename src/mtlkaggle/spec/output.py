@@ -16,7 +16,9 @@ class SubmissionSpec(_Strict):
     columns: dict[str, str] = Field(
         ..., description="Output column name -> task name (in file order, after the id)."
     )
-    id_column: str | None = Field(None, description="Header of the id column; default: data.id_column.")
+    id_column: str | None = Field(
+        None, description='Header of the id column, e.g. "image_id"; unset: no id column (test order).'
+    )
     header: bool = Field(True, description="Write a header line (default true).")
     sep: str = Field(",", description='Field separator (default ",").')
     kaggle: str | None = Field(None, description="Kaggle competition slug.")
