@@ -262,7 +262,8 @@ def test_names_with_spaces_and_hyphens_through_the_pipeline(runner, workspace):
     assert list(folds.columns) == ["file_path", "fold", "PatientID"]
     fold_dir = workspace / "runs/lines/main/fold0"
     oof = pd.read_csv(fold_dir / "oof.csv")
-    assert {"ETT lines:0", "ETT lines:1", "CVC - Abnormal:0", "CVC - Abnormal:1"} <= set(oof.columns)
+    for task in ("ETT lines", "CVC - Abnormal"):  # probability columns TASK:CLASS (by index or name)
+        assert len([c for c in oof.columns if c.startswith(f"{task}:")]) == 2, list(oof.columns)
     metrics = pd.read_csv(fold_dir / "metrics.csv")
     assert "val/CVC - Abnormal/accuracy" in metrics.columns and "val/ETT lines/mean_f1" in metrics.columns
     report = (workspace / "reports/lines/main/report.md").read_text(encoding="utf-8")

@@ -99,7 +99,8 @@ def pivot_long(spec: Spec, raw: RawSplit, labelled: bool) -> RawSplit:
     out = out.iloc[first_rows].reset_index(drop=True)
     out = out.drop(columns=[c for c in classes if c in out.columns])
     out[data.id_column] = images
-    out[data.image_column] = images
+    if data.image_column:  # the image is named by the {image} part too
+        out[data.image_column] = images
     for c in classes:
         out[c] = wide[c].fillna("").to_numpy()
     return RawSplit(
