@@ -131,3 +131,65 @@ def test_group_column_override_and_unknown_column(tmp_path, monkeypatch):
     assert (pd.read_csv(tmp_path / "folds/kinds.csv").groupby("patient_id")["fold"].nunique() == 1).all()
     result = CliRunner().invoke(app, ["folds", comp, "--group-column", "hospital"])
     assert result.exit_code == 2 and "no column 'hospital' for --group-column" in result.output
+
+
+EDGE_TASKS = {
+    "multiclass": {"name": "m", "kind": "multiclass", "column": "m", "num_classes": 3},
+    "2-class": {"name": "b", "kind": "multiclass", "column": "b", "num_classes": 2},
+    "one label": {"name": "o", "kind": "multilabel", "encoding": "columns", "columns": ["o"]},
+    "multilabel": {"name": "l", "kind": "multilabel", "column": "l", "num_classes": 4},
+    "regression": {"name": "r", "kind": "regression", "column": "r"},
+}
+
+
+@pytest.mark.parametrize("mode", ["balanced", "rare", "constant"])
+@pytest.mark.parametrize("n", [7, 60])
+def test_no_fold_configuration_raises_anything_but_one_line(n, mode, tmp_path):
+    """Tiny, rare and constant targets of every kind, alone and together, grouped or not, 2 or 5
+    folds: either every fold gets rows, or a one-line UserError says why."""
+    from mtlkaggle.spec import Spec
+
+    rng = np.random.default_rng(n)
+    rate = {"balanced": 0.5, "rare": 0.02, "constant": 0.0}[mode]
+    frame = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "grp": [f"g{i // 4}" for i in range(n)],
+            "m": rng.integers(0, 3, n) * (mode != "constant"),
+            "b": (rng.random(n) < rate).astype(int),
+            "o": (rng.random(n) < rate).astype(int),
+            "l": [" ".join(str(k) for k in range(4) if rng.random() < rate) for _ in range(n)],
+            "r": rng.normal(size=n).round(3) * (mode != "constant"),
+        }
+    )
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    combos = [[k] for k in EDGE_TASKS] + [
+        ["multiclass", "regression"],
+        ["2-class", "multilabel", "regression"],
+    ]
+    outcomes = []
+    for combo in combos:
+        spec = Spec.model_validate(
+            {
+                "name": "edge",
+                "data_dir": str(tmp_path),
+                "data": {"train": "t.csv", "id_column": "id", "image_column": "id"},
+                "tasks": [EDGE_TASKS[k] for k in combo],
+            }
+        )
+        table = read_split(spec, "train")
+        for k in (2, 5):
+            for group in (None, "grp"):
+                try:
+                    fold = make_folds(spec, table, FoldConfig(k, 0, group))["fold"]
+                except UserError as e:
+                    assert "\n" not in str(e)
+                    outcomes.append("error")
+                    continue
+                assert sorted(fold.unique()) == list(range(k)), (combo, k, group)
+                if group:
+                    assert (fold.groupby(frame["grp"]).nunique() == 1).all()
+                outcomes.append("folds")
+    assert "folds" in outcomes
+    if mode == "balanced" and n == 60:
+        assert set(outcomes) == {"folds"}
