@@ -193,3 +193,13 @@ def test_no_fold_configuration_raises_anything_but_one_line(n, mode, tmp_path):
     assert "folds" in outcomes
     if mode == "balanced" and n == 60:
         assert set(outcomes) == {"folds"}
+
+
+def test_check_reports_a_missing_group_column(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    comp = _write(tmp_path, TASKS["multiclass"], True, np.arange(10))
+    pd.read_csv(tmp_path / "train.csv").drop(columns=["patient_id"]).to_csv(
+        tmp_path / "train.csv", index=False
+    )
+    result = CliRunner().invoke(app, ["check", comp, "--no-images"])
+    assert result.exit_code == 1 and "missing column(s) ['patient_id']" in result.output

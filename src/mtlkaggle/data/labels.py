@@ -131,6 +131,8 @@ def _parse_raw(spec: Spec, raw: RawSplit, labelled: bool, split: str) -> tuple[L
     if labelled:
         for task in spec.tasks:
             needed.update(task.columns or [task.column])
+    if split == "train" and spec.data.group_column:
+        needed.add(spec.data.group_column)  # `folds` groups by it
     missing = sorted(c for c in needed if c not in frame.columns)
     if missing:
         line = 1 if spec.data.format in ("csv", "pixels_csv") else None
