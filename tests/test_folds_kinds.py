@@ -203,3 +203,17 @@ def test_check_reports_a_missing_group_column(tmp_path, monkeypatch):
     )
     result = CliRunner().invoke(app, ["check", comp, "--no-images"])
     assert result.exit_code == 1 and "missing column(s) ['patient_id']" in result.output
+
+
+def test_train_command_stops_at_an_ungrouped_folds_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    comp = _write(tmp_path, TASKS["multiclass"], True, np.arange(10))
+    spec = load_spec(comp)
+    (tmp_path / "folds").mkdir()
+    write_folds(make_folds(spec, read_split(spec, "train"), FoldConfig(5)), tmp_path / "folds/kinds.csv")
+    result = CliRunner().invoke(app, ["train", comp, "--fold", "0", "--epochs", "1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert (
+        "made without groups, but data.group_column is 'patient_id'; rerun `mtlkaggle folds kinds`"
+        in result.output
+    )
