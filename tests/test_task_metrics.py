@@ -224,3 +224,15 @@ def test_evaluate_scores_each_task_once_and_the_weighted_score(tmp_path):
     value, recipe = weighted_score(spec, scores)
     assert value == pytest.approx(0.5 * 2.5 / 3 + 0.25 * 2.5 / 3 + 0.25 * 2 / 3)
     assert recipe == "0.5 x root/macro_recall + 0.25 x vowel/macro_recall + 0.25 x consonant/macro_recall"
+
+
+def test_a_file_of_probabilities_scores_auc_on_them_and_decided_metrics_at_half(tmp_path):
+    from mtlkaggle.metrics import score_task
+
+    spec = _spec(tmp_path, binary='metrics = ["roc_auc", "accuracy", "fbeta"]\nbeta = 2.0')
+    y = np.array([0, 0, 1, 1, 1], dtype=np.float32)[:, None]
+    p = np.array([0.1, 0.6, 0.4, 0.8, 0.9])  # as read from a submission file: (n,)
+    got = score_task(spec.task("lesion"), y, p)
+    assert got["roc_auc"] == pytest.approx(roc_auc_score(y[:, 0], p))
+    assert got["accuracy"] == pytest.approx(3 / 5)
+    assert got["fbeta"] == pytest.approx(fbeta_score(y[:, 0], p > 0.5, beta=2.0))

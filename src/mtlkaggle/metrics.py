@@ -155,9 +155,12 @@ def score_metric(
     task: TaskSpec, metric: str, y: np.ndarray, pred: np.ndarray, probs: np.ndarray | None = None
 ) -> float:
     """One metric of ``task`` from decided predictions; probabilistic metrics (AUC, pAUC, log loss)
-    and regression errors use ``probs`` (probabilities or raw values) when given."""
+    and regression errors use ``probs`` (probabilities or raw values) when given. Binary and
+    multi-label predictions that are probabilities, not 0/1, are decided at 0.5 for the others."""
     if metric in PROBABILISTIC:
         return _probabilistic(task, metric, y, pred if probs is None else probs)
+    if task.kind in ("binary", "multilabel") and not np.isin(pred, (0, 1)).all():
+        pred = (np.asarray(pred) > 0.5).astype(np.float32)  # probabilities (a file of them): at 0.5
     if metric == "fbeta":
         if task.kind == "multiclass":
             return f.multiclass_fbeta(y, pred, task.size, task.beta, task.resolved_average)
