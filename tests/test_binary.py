@@ -1,5 +1,6 @@
 """The ``binary`` task kind end to end through the CLI (check, folds, train, tune, predict --tta,
-evaluate, report, export), with a spec-level weighted score and a task written to two files."""
+evaluate, report, export), with a spec-level weighted score, a task written to two files and a
+regression task scored by QWK (cut points tuned out of fold)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,13 @@ kind = "multiclass"
 column = "grade"
 num_classes = 3
 metrics = ["qwk", "macro_recall"]
+
+[[tasks]]
+name = "severity"                 # the same grades trained as a regression, scored by QWK
+kind = "regression"
+column = "grade"
+num_classes = 3
+metrics = ["qwk", "mae"]
 
 [train]
 n_splits = 2
@@ -118,7 +126,7 @@ def test_binary_task_through_the_cli(workspace, runner):
     report = json.loads(result.stdout)
     keys = [(s["task"], s["metric"]) for s in report["scores"]]
     expected = [("malignant", m) for m in ("roc_auc", "pauc", "log_loss")]
-    expected += [("grade", "qwk"), ("grade", "macro_recall")]
+    expected += [("grade", "qwk"), ("grade", "macro_recall")]  # severity is in no file
     assert keys == expected  # the task written to two files is scored once
     scores = {k: s["score"] for k, s in zip(keys, report["scores"], strict=True)}
     y = (frame[40:]["diagnosis"] == "malignant").to_numpy()
@@ -132,8 +140,11 @@ def test_binary_task_through_the_cli(workspace, runner):
     oof_keys = pd.read_csv(workspace / "runs/lesions/main/fold0/metrics.csv").columns
     assert {"val/malignant/roc_auc", "val/malignant/pauc", "val/grade/qwk", "val/spec_score"} <= set(oof_keys)
     thresholds = json.loads((workspace / "runs/lesions/main/thresholds.json").read_text())
-    assert set(thresholds) == {"grade"}  # AUC needs no threshold; QWK gets cut points (or argmax)
+    assert set(thresholds) == {"grade", "severity"}  # AUC needs no threshold; QWK gets cut points
     assert thresholds["grade"]["metric"] == "qwk" and len(thresholds["grade"]["thresholds"]) in (0, 2)
+    cuts = thresholds["severity"]["thresholds"]
+    assert len(cuts) == 2 and cuts[0] <= cuts[1]
+    assert thresholds["severity"]["scores"]["tuned"] >= thresholds["severity"]["scores"]["default"]
 
     result = runner.invoke(app, ["tune", "lesions"])
     assert result.exit_code == 0 and "qwk" in result.output and "cut points" in result.output, result.output
