@@ -95,9 +95,10 @@ class _SamplesSweeper:
     def sweep(self, j: int) -> np.ndarray:
         """The metric for each candidate threshold of label ``j``."""
         y_j, pred_j = self.y[:, j], self.pred[:, j]
-        tp_rest, pp_rest = self.tp - y_j * pred_j, self.pp - pred_j
-        f0 = _fb(tp_rest, self.n_true, pp_rest, self.b2)
-        f1 = _fb(tp_rest + y_j, self.n_true, pp_rest + 1, self.b2)
+        tp_rest = self.tp - y_j * pred_j
+        den0 = self.b2 * self.n_true + self.pp - pred_j  # > 0 with one more prediction
+        f0 = np.divide((1 + self.b2) * tp_rest, den0, out=np.zeros_like(den0), where=den0 > 0)
+        f1 = (1 + self.b2) * (tp_rest + y_j) / (den0 + 1)
         gain = np.concatenate([[0.0], np.cumsum((f1 - f0)[self.order[:, j]])])
         return (f0.sum() + gain[self.above[j]]) / len(self.y)
 
