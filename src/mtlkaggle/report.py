@@ -29,7 +29,7 @@ from mtlkaggle.figures import (
     plot_roc,
 )
 from mtlkaggle.io import write_text_atomic
-from mtlkaggle.metrics import per_label_f1
+from mtlkaggle.metric_formulas import fbeta_from_counts
 from mtlkaggle.paths import RunLayout, submissions_dir
 from mtlkaggle.readback import numeric_columns, read_json_object, read_table, read_text
 from mtlkaggle.spec import Spec
@@ -205,24 +205,35 @@ def _test_scores(spec: Spec, run: RunLayout, submission_dir: Path) -> pd.DataFra
     return evaluate_submissions(spec, submission_dir)
 
 
+def _per_label(task, y: np.ndarray, pred: np.ndarray) -> tuple[str, np.ndarray]:
+    """Each label's OOF score for the table: accuracy (a binary task tuned for it), else F-beta at
+    the task's beta when it is tuned for ``fbeta`` (F1 otherwise)."""
+    if task.resolved_metrics[0] == "accuracy" and task.kind == "binary":
+        return "accuracy", (y == pred).mean(axis=0)
+    beta = task.beta if task.resolved_metrics[0] == "fbeta" else 1.0
+    name = "F1" if beta == 1.0 else f"F{beta:g}"
+    return name, fbeta_from_counts((y * pred).sum(0), y.sum(0), pred.sum(0), beta)
+
+
 def _label_thresholds(spec: Spec, tuned: dict, targets: dict, probs: dict) -> pd.DataFrame | None:
-    """One row per label of each tuned task: its threshold and its OOF F1 at 0.5 and tuned."""
+    """One row per label of each task with tuned thresholds: its threshold and its OOF score (F1,
+    F-beta or accuracy) at 0.5 and tuned."""
     rows = []
     for task in spec.tasks:
-        if task.kind != "multilabel" or task.name not in tuned:
+        if task.kind not in ("multilabel", "binary") or task.name not in tuned:
             continue
         thresholds = np.array(tuned[task.name]["thresholds"])
         y, p = targets[task.name], probs[task.name]
-        at_half = per_label_f1(y, apply_thresholds(p, 0.5))
-        at_tuned = per_label_f1(y, apply_thresholds(p, thresholds))
+        name, at_half = _per_label(task, y, apply_thresholds(p, 0.5))
+        _, at_tuned = _per_label(task, y, apply_thresholds(p, thresholds))
         for j, label in enumerate(task.label_names):
             rows.append(
                 {
                     "task": task.name,
                     "label": label,
                     "threshold": f"{thresholds[j]:.2f}",
-                    "OOF F1 at 0.5": float(at_half[j]),
-                    "OOF F1 tuned": float(at_tuned[j]),
+                    f"OOF {name} at 0.5": float(at_half[j]),
+                    f"OOF {name} tuned": float(at_tuned[j]),
                 }
             )
     return pd.DataFrame(rows) if rows else None
