@@ -152,3 +152,19 @@ def test_multiclass_qwk_cuts_on_expected_class_never_score_below_argmax():
     assert result.scores["tuned"] >= argmax
     chosen = decide(task, probs, result.thresholds)
     assert cohen_kappa_score(y, chosen, weights="quadratic") == pytest.approx(result.scores["tuned"])
+
+
+@pytest.mark.parametrize(("average", "at_least"), [("samples", 0.02), ("micro", 0.1), ("macro", 0.1)])
+def test_multilabel_f2_thresholds_beat_f1_thresholds_on_f2(average, at_least):
+    # rare labels, weak signal: F2 wants recall, so F1's thresholds (tuned for the wrong beta) lose
+    rng = np.random.default_rng(7)
+    y = (rng.random((400, 6)) < 0.2).astype(float)
+    p = np.clip(0.25 * y + 0.75 * rng.random((400, 6)), 0, 1)
+    f1 = tune_thresholds(y, p, "fbeta", beta=1.0, average=average)
+    f2 = tune_thresholds(y, p, "fbeta", beta=2.0, average=average)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        wrong = fbeta_score(y, p > f1.thresholds, beta=2.0, average=average, zero_division=0)
+        right = fbeta_score(y, p > f2.thresholds, beta=2.0, average=average, zero_division=0)
+    assert right == pytest.approx(f2.scores["per_label"])
+    assert right > wrong + at_least
