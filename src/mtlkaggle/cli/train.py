@@ -88,6 +88,16 @@ OVERRIDES: tuple[Override, ...] = (
         param="augment_on",
     ),
     Override(
+        "log",
+        "trackers",
+        str,
+        "Also log to experiment trackers: any of tensorboard,mlflow,wandb, or none "
+        "(default: the spec's \\[log] trackers).",
+        _RUN,
+        ("--log",),
+        param="log",
+    ),
+    Override(
         "train", "amp", bool, "Mixed precision on CUDA (bf16, else fp16).", _HARDWARE, ("--amp/--no-amp",)
     ),
     Override("train", "compile", bool, "torch.compile the model.", _HARDWARE, ("--compile/--no-compile",)),
