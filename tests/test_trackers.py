@@ -79,11 +79,13 @@ def wandb_runs(run_dir: Path) -> list[dict]:
         records = wandb_records(path)
         header = next(r.run for r in records if r.WhichOneof("record_type") == "run")
         history = [
-            {item.key: json.loads(item.value_json) for item in r.history.item}
+            {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
             for r in records
             if r.WhichOneof("record_type") == "history"
         ]
-        runs.append({"id": header.run_id, "group": header.run_group, "job": header.job_type, "history": history})
+        runs.append(
+            {"id": header.run_id, "group": header.run_group, "job": header.job_type, "history": history}
+        )
     return runs
 
 
@@ -168,7 +170,7 @@ def test_every_tracker_holds_every_epoch_of_every_fold(tiny_spec, workspace, run
         child = children[f"fold{fold}"]
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.params["train.backbone"] == "test_efficientnet"
-        assert "train" in child.data.params["command"]
+        assert child.data.params["command"] == " ".join(sys.argv)  # the command that trained it
         assert "metrics.csv" in {a.path for a in client.list_artifacts(child.info.run_id)}
         (fold_run,) = [r for r in wandb if r["job"] == f"fold{fold}"]
         assert fold_run["group"] == "main"
@@ -181,6 +183,19 @@ def test_every_tracker_holds_every_epoch_of_every_fold(tiny_spec, workspace, run
             assert logged == [(s, pytest.approx(v)) for s, v in expected], column
     (cv_run,) = [r for r in wandb if r["job"] == "cv"]
     assert cv_run["history"][0]["cv/score"] == pytest.approx(mean["score"])
+    # `runs --mlflow`: the MLflow runs beside the local table, with the Kaggle score sent along
+    record = {"run": "runs/demo/main", "date": "2026-12-01T10:00:00+00:00", "message": "first"}
+    record |= {"file": "category.csv", "status": "COMPLETE", "public_score": "0.8125"}
+    (workspace / "submissions/demo").mkdir(parents=True, exist_ok=True)
+    (workspace / "submissions/demo/submitted.json").write_text(json.dumps([record]))
+    listed = runner.invoke(app, ["runs", "demo", "--mlflow", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (tracked,) = json.loads(listed.stdout)["mlflow"]
+    assert (tracked["name"], tracked["run_id"], tracked["folds"]) == ("main", parent.info.run_id, 3)
+    assert tracked["metrics"]["lb/category"] == 0.8125
+    assert client.get_run(parent.info.run_id).data.metrics["lb/category"] == 0.8125
+    shown = runner.invoke(app, ["runs", "demo", "--mlflow"])
+    assert "MLflow runs of experiment 'demo'" in shown.output and "lb/category" in shown.output
 
 
 @pytest.mark.slow
@@ -239,7 +254,9 @@ def test_a_tracker_failing_mid_run_warns_once_and_training_goes_on(tiny_spec, wo
 
 
 @pytest.mark.slow
-def test_an_unreachable_tracker_server_warns_once_and_training_goes_on(tiny_spec, workspace, runner, monkeypatch):
+def test_an_unreachable_tracker_server_warns_once_and_training_goes_on(
+    tiny_spec, workspace, runner, monkeypatch
+):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")

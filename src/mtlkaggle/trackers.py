@@ -113,7 +113,8 @@ def _text(value: Any) -> str:
     return (value if isinstance(value, str) else json.dumps(value))[:6000]
 
 
-def _read_ids(path: Path) -> dict[str, Any]:
+def read_ids(path: Path) -> dict[str, Any]:
+    """A ``trackers.json`` (a fold's or a run's); empty when missing or unreadable."""
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -173,8 +174,12 @@ class _TensorBoard(_Guarded):
 
 class _MLflow(_Guarded):
     def start(self, spec: Spec, name: str, saved: dict, parent: str | None, run_name: str) -> dict:
+        import logging
+
         from mlflow.tracking import MlflowClient
 
+        for noisy in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." and such
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         uri = mlflow_uri(spec)
         if uri == _default_uri():
             DEFAULT_MLFLOW_DIR.mkdir(exist_ok=True)
@@ -329,7 +334,7 @@ def _warner(where: str):
 
 def _open(spec: Spec, ids_file: Path, folder: Path, names: dict[str, str], parent: str | None) -> Trackers:
     """Start each asked-for tracker, continuing the runs whose ids ``ids_file`` holds."""
-    ids = _read_ids(ids_file)
+    ids = read_ids(ids_file)
     step, warn = int(ids.get("step", 0)), _warner(names["label"])
     started: list[_Guarded] = []
     config = json.dumps(spec.model_dump(mode="json"), indent=1)
@@ -376,7 +381,7 @@ def mlflow_parent(spec: Spec, run: RunLayout, is_main: bool) -> str | None:
     """
     if "mlflow" not in spec.log.trackers or not is_main:
         return None
-    saved = _read_ids(run.trackers).get("mlflow", {})
+    saved = read_ids(run.trackers).get("mlflow", {})
     if saved.get("run_id") and saved.get("uri") == mlflow_uri(spec):
         return saved["run_id"]
     only_mlflow = spec.model_copy(update={"log": spec.log.model_copy(update={"trackers": ["mlflow"]})})
