@@ -374,18 +374,35 @@ def open_run_trackers(spec: Spec, run: RunLayout, is_main: bool) -> Trackers:
     return _open(spec, run.trackers, run.dir, names, None)
 
 
-def mlflow_parent(spec: Spec, run: RunLayout, is_main: bool) -> str | None:
+def mlflow_parent(spec: Spec, run: RunLayout, is_main: bool, retry: bool = True) -> str | None:
     """The run's MLflow parent run id, created (and kept in the run's ``trackers.json``) if new.
 
-    Called once before a run's folds start, so ``--jobs`` processes share one parent.
+    ``train`` calls it once before a run's folds start (so ``--jobs`` processes share one parent).
+    When the store cannot be reached it warns, notes the failure in ``trackers.json`` and returns
+    None; calls with ``retry=False`` (each fold, the run's end) then skip MLflow without a
+    second warning; the next ``train`` tries again.
     """
     if "mlflow" not in spec.log.trackers or not is_main:
         return None
+    uri, saved = mlflow_uri(spec), read_ids(run.trackers).get("mlflow", {})
+    if saved.get("uri") == uri and (saved.get("run_id") or not retry):
+        return saved.get("run_id")
+    run_id = open_run_trackers(_only(spec, ["mlflow"]), run, is_main).ids.get("mlflow", {}).get("run_id")
+    if run_id is None:
+        write_json_atomic(run.trackers, read_ids(run.trackers) | {"mlflow": {"uri": uri, "failed": True}})
+    return run_id
+
+
+def _only(spec: Spec, trackers: list[str]) -> Spec:
+    return spec.model_copy(update={"log": spec.log.model_copy(update={"trackers": trackers})})
+
+
+def _without_failed_mlflow(spec: Spec, run: RunLayout) -> Spec:
+    """``spec`` without MLflow when the run's parent could not be created in this ``train``."""
     saved = read_ids(run.trackers).get("mlflow", {})
-    if saved.get("run_id") and saved.get("uri") == mlflow_uri(spec):
-        return saved["run_id"]
-    only_mlflow = spec.model_copy(update={"log": spec.log.model_copy(update={"trackers": ["mlflow"]})})
-    return open_run_trackers(only_mlflow, run, is_main).ids.get("mlflow", {}).get("run_id")
+    if "mlflow" in spec.log.trackers and saved.get("failed") and saved.get("uri") == mlflow_uri(spec):
+        return _only(spec, [t for t in spec.log.trackers if t != "mlflow"])
+    return spec
 
 
 def open_fold_trackers(spec: Spec, run: RunLayout, files: FoldLayout, is_main: bool) -> Trackers:
@@ -393,7 +410,8 @@ def open_fold_trackers(spec: Spec, run: RunLayout, files: FoldLayout, is_main: b
     TensorBoard events in the fold's folder. Opens the parent first if the run has none yet."""
     if not spec.log.trackers or not is_main:
         return NO_TRACKERS
-    parent = mlflow_parent(spec, run, is_main)
+    parent = mlflow_parent(spec, run, is_main, retry=False)
+    spec = _without_failed_mlflow(spec, run)
     names = {
         "label": f"fold {files.name}",
         "mlflow": f"fold{files.name}",
@@ -408,7 +426,7 @@ def open_fold_trackers(spec: Spec, run: RunLayout, files: FoldLayout, is_main: b
 def log_run_end(spec: Spec, run: RunLayout, summary, thresholds: dict | None, is_main: bool) -> None:
     """The run's results to its trackers: CV mean of each metric, tuned thresholds' OOF scores, and
     the summary, thresholds and config files."""
-    trackers = open_run_trackers(spec, run, is_main)
+    trackers = open_run_trackers(_without_failed_mlflow(spec, run), run, is_main)
     if not trackers.active:
         return
     values: dict[str, float] = {}
