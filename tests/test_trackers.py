@@ -271,7 +271,7 @@ def test_torchrun_logs_once(tiny_spec, workspace, offline):
     from tests.test_distributed import TORCHRUN
 
     args = ["-m", "mtlkaggle", "train", "demo", "--fold", "0", "--epochs", "2", "--run-name", "ddp", *TINY]
-    command = [TORCHRUN, "--standalone", "--nproc-per-node", "2", *args, "--log", "tensorboard,mlflow"]
+    command = [TORCHRUN, "--standalone", "--nproc-per-node", "2", *args, "--trackers", "tensorboard,mlflow"]
     result = subprocess.run(command, cwd=workspace, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     fold_dir = workspace / "runs/demo/ddp/fold0"

@@ -92,9 +92,10 @@ OVERRIDES: tuple[Override, ...] = (
         "trackers",
         str,
         "Also log to experiment trackers: any of tensorboard,mlflow,wandb, or none "
-        "(default: the spec's \\[log] trackers).",
+        "(default: the spec's \\[log] trackers). Under torchrun spell it --trackers (torchrun's "
+        "parser takes --log for its --log-dir).",
         _RUN,
-        ("--log",),
+        ("--log", "--trackers"),
         param="log",
     ),
     Override(
