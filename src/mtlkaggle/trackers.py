@@ -22,11 +22,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import os
 import re
-import shutil
-import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +30,35 @@ from mtlkaggle.errors import UserError
 from mtlkaggle.io import write_json_atomic
 from mtlkaggle.paths import FoldLayout, RunLayout
 from mtlkaggle.spec import Spec
+from mtlkaggle.tracker_backends import (
+    DEFAULT_MLFLOW_DIR,
+    MlflowBackend,
+    TensorBoardBackend,
+    TrackerBackend,
+    WandbBackend,
+    experiment_name,
+    flat_params,
+    mlflow_uri,
+    wandb_mode,
+)
 
-DEFAULT_MLFLOW_DIR = Path("mlruns")
+__all__ = [
+    "DEFAULT_MLFLOW_DIR",
+    "NO_TRACKERS",
+    "Trackers",
+    "check_trackers",
+    "experiment_name",
+    "flat_params",
+    "log_run_end",
+    "mlflow_parent",
+    "mlflow_uri",
+    "numeric",
+    "open_fold_trackers",
+    "open_run_trackers",
+    "read_ids",
+    "wandb_mode",
+]
+
 _PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 
@@ -57,36 +80,6 @@ def check_trackers(spec: Spec) -> None:
             )
 
 
-def mlflow_uri(spec: Spec) -> str:
-    """The MLflow store: ``[log] mlflow_uri``, else ``$MLFLOW_TRACKING_URI``, else the local sqlite file."""
-    uri = spec.log.mlflow_uri or os.environ.get("MLFLOW_TRACKING_URI")
-    return uri or _default_uri()
-
-
-def _default_uri() -> str:
-    return f"sqlite:///{(DEFAULT_MLFLOW_DIR / 'mlflow.db').as_posix()}"
-
-
-def experiment_name(spec: Spec) -> str:
-    """The MLflow experiment and W&B project: ``[log] experiment`` or the competition's name."""
-    return spec.log.experiment or spec.name
-
-
-def wandb_mode() -> str:
-    """``$WANDB_MODE`` if set; ``online`` when an API key is known (env or netrc), else ``offline``."""
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    import netrc
-
-    host = re.sub(r"^https?://", "", os.environ.get("WANDB_BASE_URL", "api.wandb.ai")).split("/")[0]
-    try:
-        return "online" if netrc.netrc(os.environ.get("NETRC")).authenticators(host) else "offline"
-    except (OSError, netrc.NetrcParseError):
-        return "offline"
-
-
 def numeric(row: dict[str, Any]) -> dict[str, float]:
     """The finite numbers of a metrics row, by a name every tracker accepts (NaN metrics are left out)."""
     found = {}
@@ -95,22 +88,6 @@ def numeric(row: dict[str, Any]) -> dict[str, float]:
             continue
         found[re.sub(r"[^\w\-./ ]", "_", str(key))] = float(value)
     return found
-
-
-def flat_params(spec: Spec) -> dict[str, str]:
-    """The resolved spec as ``section.field`` -> value strings (lists and tables as JSON), and the command."""
-    params: dict[str, str] = {}
-    for section, value in spec.model_dump(mode="json").items():
-        if isinstance(value, dict):
-            params |= {f"{section}.{k}": _text(v) for k, v in value.items()}
-        else:
-            params[section] = _text(value)
-    params["command"] = " ".join(sys.argv)[:6000]
-    return params
-
-
-def _text(value: Any) -> str:
-    return (value if isinstance(value, str) else json.dumps(value))[:6000]
 
 
 def read_ids(path: Path) -> dict[str, Any]:
@@ -122,146 +99,6 @@ def read_ids(path: Path) -> dict[str, Any]:
     return found if isinstance(found, dict) else {}
 
 
-class _Guarded:
-    """One tracker: every call guarded, so a failure warns once and drops the tracker."""
-
-    def __init__(self, name: str, warn):
-        self.name, self._warn, self.alive = name, warn, True
-
-    def call(self, method: str, *args: Any) -> Any:
-        if not self.alive:
-            return None
-        try:
-            return getattr(self, method)(*args)
-        except Exception as e:  # noqa: BLE001 - a tracker must never stop training
-            self.alive = False
-            self._warn(f"{self.name} stopped logging ({type(e).__name__}: {e}); training goes on without it")
-            return None
-
-
-class _TensorBoard(_Guarded):
-    def start(self, folder: Path, step: int, config: str) -> dict:
-        from torch.utils.tensorboard import SummaryWriter
-
-        if step == 0:  # a fresh start: the events of an overwritten run would mix with the new ones
-            for old in folder.glob("events.out.tfevents.*"):
-                old.unlink()
-        self.writer = SummaryWriter(str(folder), purge_step=step + 1 if step else None)
-        if not step:
-            self.writer.add_text("config", f"```\n{config}\n```", 0)
-        return {}
-
-    def metrics(self, values: dict[str, float], step: int) -> None:
-        for key, value in values.items():
-            self.writer.add_scalar(key, value, step)
-        self.writer.flush()
-
-    def files(self, paths: list[Path], step: int) -> None:
-        for path in paths:
-            if path.suffix == ".png":
-                import numpy as np
-                from PIL import Image
-
-                image = np.asarray(Image.open(path).convert("RGB"))
-                self.writer.add_image(path.stem, image, step, dataformats="HWC")
-            elif path.suffix in (".json", ".md", ".txt"):
-                self.writer.add_text(path.name, f"```\n{path.read_text(encoding='utf-8')}\n```", step)
-        self.writer.flush()
-
-    def finish(self, failed: bool) -> None:
-        self.writer.close()
-
-
-class _MLflow(_Guarded):
-    def start(self, spec: Spec, name: str, saved: dict, parent: str | None, run_name: str) -> dict:
-        import logging
-
-        from mlflow.tracking import MlflowClient
-
-        for noisy in ("mlflow", "alembic"):  # "Creating initial MLflow database tables..." and such
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        uri = mlflow_uri(spec)
-        if uri == _default_uri():
-            DEFAULT_MLFLOW_DIR.mkdir(exist_ok=True)
-        self.client = MlflowClient(tracking_uri=uri)
-        if saved.get("run_id") and saved.get("uri") == uri:
-            self.run_id = saved["run_id"]
-            self.client.update_run(self.run_id, status="RUNNING")
-            return saved
-        experiment = self._experiment(experiment_name(spec), uri)
-        tags = {"mlflow.runName": name, "mtlkaggle.competition": spec.name, "mtlkaggle.run": run_name}
-        if parent:
-            tags["mlflow.parentRunId"] = parent
-        self.run_id = self.client.create_run(experiment, tags=tags).info.run_id
-        from mlflow.entities import Param
-
-        params = [Param(k, v) for k, v in flat_params(spec).items()]
-        for i in range(0, len(params), 100):
-            self.client.log_batch(self.run_id, params=params[i : i + 100])
-        return {"run_id": self.run_id, "uri": uri}
-
-    def _experiment(self, name: str, uri: str) -> str:
-        found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            return found.experiment_id
-        local = uri.startswith("sqlite:///") and not uri.startswith("sqlite:////")
-        artifacts = (DEFAULT_MLFLOW_DIR / "artifacts").resolve().as_uri() if local else None
-        return self.client.create_experiment(name, artifact_location=artifacts)
-
-    def metrics(self, values: dict[str, float], step: int) -> None:
-        import time
-
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
-
-    def files(self, paths: list[Path], step: int) -> None:
-        for path in paths:
-            self.client.log_artifact(self.run_id, str(path), "figures" if path.suffix == ".png" else None)
-
-    def finish(self, failed: bool) -> None:
-        self.client.set_terminated(self.run_id, "FAILED" if failed else "FINISHED")
-
-
-class _WandB(_Guarded):
-    def start(self, spec: Spec, group: str, job_type: str, saved: dict, folder: Path) -> dict:
-        import wandb
-
-        run_id = saved.get("id") or uuid.uuid4().hex[:8]
-        folder.mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(
-            project=experiment_name(spec),
-            group=group,
-            job_type=job_type,
-            name=f"{group}-{job_type}",
-            id=run_id,
-            resume="allow",
-            dir=str(folder),
-            mode=wandb_mode(),
-            config=spec.model_dump(mode="json") | {"command": " ".join(sys.argv)},
-            settings=wandb.Settings(console="off", silent=True, x_disable_stats=True),
-            reinit="create_new",
-        )
-        return {"id": run_id, "dir": str(self.run.dir)}
-
-    def metrics(self, values: dict[str, float], step: int) -> None:
-        self.run.log(values, step=step)
-
-    def files(self, paths: list[Path], step: int) -> None:
-        import wandb
-
-        images = {p.stem: wandb.Image(str(p)) for p in paths if p.suffix == ".png"}
-        if images:
-            self.run.log(images, step=step)
-        for path in paths:
-            if path.suffix != ".png":  # the run's files folder is uploaded with the run (wandb sync)
-                shutil.copyfile(path, Path(self.run.dir) / path.name)
-
-    def finish(self, failed: bool) -> None:
-        self.run.finish(exit_code=1 if failed else 0)
-
-
 class Trackers:
     """The trackers one fold (or one run's results) logs to; a no-op when none are asked for.
 
@@ -269,7 +106,7 @@ class Trackers:
     :meth:`files` for artefacts and :meth:`finish` at the end.
     """
 
-    def __init__(self, active: list[_Guarded], ids_file: Path | None, ids: dict[str, Any]):
+    def __init__(self, active: list[TrackerBackend], ids_file: Path | None, ids: dict[str, Any]):
         self.active, self.ids_file, self.ids = active, ids_file, ids
 
     @property
@@ -336,16 +173,16 @@ def _open(spec: Spec, ids_file: Path, folder: Path, names: dict[str, str], paren
     """Start each asked-for tracker, continuing the runs whose ids ``ids_file`` holds."""
     ids = read_ids(ids_file)
     step, warn = int(ids.get("step", 0)), _warner(names["label"])
-    started: list[_Guarded] = []
+    started: list[TrackerBackend] = []
     config = json.dumps(spec.model_dump(mode="json"), indent=1)
     for name in spec.log.trackers:
         if name == "tensorboard":
-            tracker, args = _TensorBoard(name, warn), (folder, step, config)
+            tracker, args = TensorBoardBackend(name, warn), (folder, step, config)
         elif name == "mlflow":
-            tracker = _MLflow(name, warn)
+            tracker = MlflowBackend(name, warn)
             args = (spec, names["mlflow"], ids.get("mlflow", {}), parent, names["run"])
         else:
-            tracker = _WandB(name, warn)
+            tracker = WandbBackend(name, warn)
             args = (spec, names["group"], names["job"], ids.get("wandb", {}), names["wandb_dir"])
         saved = tracker.call("start", *args)
         if saved is not None:
