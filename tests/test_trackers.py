@@ -196,6 +196,24 @@ def test_every_tracker_holds_every_epoch_of_every_fold(tiny_spec, workspace, run
     assert client.get_run(parent.info.run_id).data.metrics["lb/category"] == 0.8125
     shown = runner.invoke(app, ["runs", "demo", "--mlflow"])
     assert "MLflow runs of experiment 'demo'" in shown.output and "lb/category" in shown.output
+    # `report`: the figures go to the trackers the run was trained with
+    reported = runner.invoke(app, ["report", "demo"])
+    assert reported.exit_code == 0, reported.output
+    figures = sorted(p.stem for p in (workspace / "reports/demo/main").glob("*.png"))
+    assert figures
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
+    assert logged == {f"figures/{f}.png" for f in figures}
+    assert "report.md" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    events.Reload()
+    assert sorted(events.Tags()["images"]) == figures
+    pieces = [r for r in wandb_runs(run_dir) if r["job"] == "cv"]  # resumed: one folder per start
+    assert {r["id"] for r in pieces} == {cv_run["id"]}
+    images = {row.get(f"{f}/_type") for r in pieces for row in r["history"] for f in figures}
+    assert all(any(f"{f}/_type" in row for r in pieces for row in r["history"]) for f in figures)
+    assert images - {None} == {"image-file"}
 
 
 @pytest.mark.slow

@@ -91,10 +91,10 @@ class TrackerBackend:
 class TensorBoardBackend(TrackerBackend):
     """Event files in the fold's (or run's) folder; a resume purges steps past the last one logged."""
 
-    def start(self, folder: Path, step: int, config: str) -> dict:
+    def start(self, folder: Path, step: int, config: str, fresh: bool) -> dict:
         from torch.utils.tensorboard import SummaryWriter
 
-        if step == 0:  # a fresh start: the events of an overwritten run would mix with the new ones
+        if fresh and step == 0:  # a fold started again: its overwritten events would mix with the new
             for old in folder.glob("events.out.tfevents.*"):
                 old.unlink()
         self.writer = SummaryWriter(str(folder), purge_step=step + 1 if step else None)

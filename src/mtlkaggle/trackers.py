@@ -129,17 +129,24 @@ class Trackers:
         for row in history:
             self.epoch(row)
 
-    def values(self, values: dict[str, float], step: int = 0) -> None:
-        """Log end-of-run numbers (CV, OOF scores) at ``step``."""
+    def values(self, values: dict[str, float]) -> None:
+        """Log end-of-run numbers (CV, OOF scores) at the next step."""
+        if not self.active:
+            return
+        step = self.step + 1
         for tracker in self.active:
             tracker.call("metrics", numeric(values), step)
+        self._save(step=step)
 
     def files(self, paths: list[Path]) -> None:
-        """Log files: PNG figures as images, the rest as artifacts (existing ones only)."""
+        """Log files: PNG figures as images (at the next step), the rest as artifacts."""
         found = [p for p in paths if p.is_file()]
+        if not self.active or not found:
+            return
+        step = self.step + 1 if any(p.suffix == ".png" for p in found) else self.step
         for tracker in self.active:
-            if found:
-                tracker.call("files", found, self.step)
+            tracker.call("files", found, step)
+        self._save(step=step)
 
     def finish(self, failed: bool = False) -> None:
         """Close every tracker run (marked failed when training stopped on an error)."""
@@ -177,7 +184,7 @@ def _open(spec: Spec, ids_file: Path, folder: Path, names: dict[str, str], paren
     config = json.dumps(spec.model_dump(mode="json"), indent=1)
     for name in spec.log.trackers:
         if name == "tensorboard":
-            tracker, args = TensorBoardBackend(name, warn), (folder, step, config)
+            tracker, args = TensorBoardBackend(name, warn), (folder, step, config, names["job"] != "cv")
         elif name == "mlflow":
             tracker = MlflowBackend(name, warn)
             args = (spec, names["mlflow"], ids.get("mlflow", {}), parent, names["run"])
@@ -258,6 +265,19 @@ def open_fold_trackers(spec: Spec, run: RunLayout, files: FoldLayout, is_main: b
         "wandb_dir": run.dir,
     }
     return _open(spec, files.trackers, files.dir, names, parent)
+
+
+def log_report(spec: Spec, run: RunLayout, figures: list[Path], report: Path) -> None:
+    """A run's report figures (as images) and ``report.md`` to the trackers it was trained with
+    (its ``config.json``) and those the spec asks for: the MLflow parent, the W&B ``cv`` run and
+    the run folder's TensorBoard events."""
+    trained = read_ids(run.config).get("log", {}).get("trackers") or []
+    wanted = [t for t in dict.fromkeys([*trained, *spec.log.trackers]) if t in _PACKAGES]
+    if not wanted:
+        return
+    trackers = open_run_trackers(_without_failed_mlflow(_only(spec, wanted), run), run, True)
+    trackers.files([*figures, report])
+    trackers.finish()
 
 
 def log_run_end(spec: Spec, run: RunLayout, summary, thresholds: dict | None, is_main: bool) -> None:

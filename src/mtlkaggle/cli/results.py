@@ -149,7 +149,8 @@ def report(
     Figures: class distributions, training curves, confusion matrices, per-label F1, regression
     errors. report.md: per-fold and mean scores, test (holdout) scores of the run's submission
     files when labels exist, tuned thresholds per label, time and img/s per fold, environment,
-    command and configuration. Prints the score tables and the folder's path.
+    command and configuration. Prints the score tables and the folder's path. A run trained with
+    --log (or a spec with [log] trackers) also gets the figures and report.md in its trackers.
     """
     from mtlkaggle.ensemble import members_for
     from mtlkaggle.paths import RunLayout, report_dir
@@ -163,7 +164,11 @@ def report(
         members = members_for(spec.name, run, parse_list(runs, "--runs", "run"), weights)
         written = make_ensemble_report(spec, members, out)
     else:
-        written = make_report(spec, RunLayout.of(spec.name, run), out, submission_dir)
+        from mtlkaggle.trackers import log_report
+
+        layout = RunLayout.of(spec.name, run)
+        written = make_report(spec, layout, out, submission_dir)
+        log_report(spec, layout, written.figures, out / "report.md")
     if "run" in written.scores.columns:  # an ensemble: one row per member and one for the average
         title = f"{escape(spec.name)}: out-of-fold CV of each run and the ensemble"
         console.print(frame_table(written.scores, title))
