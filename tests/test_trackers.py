@@ -23,7 +23,11 @@ from mtlkaggle.trackers import check_trackers, mlflow_uri, numeric, wandb_mode
 from mtlkaggle.train import TrainOptions, train_folds
 
 TINY = ["--backbone", "test_efficientnet", "--img-size", "32", "--no-pretrained", "--num-workers", "0"]
-LOCAL_STORE = "sqlite:///mlruns/mlflow.db"
+
+
+def local_store() -> str:
+    """The default MLflow store of the working directory (an absolute sqlite URI)."""
+    return f"sqlite:///{Path('mlruns/mlflow.db').resolve().as_posix()}"
 
 
 class Stop(Exception):
@@ -92,7 +96,7 @@ def wandb_runs(run_dir: Path) -> list[dict]:
 def mlflow_runs(experiment: str = "demo") -> tuple[object, list]:
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=LOCAL_STORE)
+    client = MlflowClient(tracking_uri=local_store())
     found = client.get_experiment_by_name(experiment)
     assert found is not None
     return client, client.search_runs([found.experiment_id])
@@ -122,7 +126,7 @@ def test_a_missing_package_is_one_line_naming_the_pip_install(tiny_spec, monkeyp
 
 def test_stores_and_modes_default_to_this_machine(tiny_spec, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert mlflow_uri(tiny_spec) == LOCAL_STORE
+    assert mlflow_uri(tiny_spec) == local_store()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
     assert mlflow_uri(tiny_spec) == "sqlite:///elsewhere.db"
     assert mlflow_uri(with_overrides(tiny_spec, "log", mlflow_uri="http://h:5000")) == "http://h:5000"
@@ -262,7 +266,7 @@ def test_a_tracker_failing_mid_run_warns_once_and_training_goes_on(tiny_spec, wo
             from mlflow.tracking import MlflowClient
 
             ids = json.loads((fold_dir / "trackers.json").read_text())
-            MlflowClient(tracking_uri=LOCAL_STORE).delete_run(ids["mlflow"]["run_id"])
+            MlflowClient(tracking_uri=local_store()).delete_run(ids["mlflow"]["run_id"])
 
     train_folds(spec, ["0"], TrainOptions(RunLayout(workspace / "runs/demo/lost"), on_epoch_end=lose_the_run))
     err = capsys.readouterr().err

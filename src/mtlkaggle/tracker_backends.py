@@ -26,7 +26,8 @@ def mlflow_uri(spec: Spec) -> str:
 
 
 def _default_uri() -> str:
-    return f"sqlite:///{(DEFAULT_MLFLOW_DIR / 'mlflow.db').as_posix()}"
+    # absolute: MLflow caches a store per URI string, so a relative one would follow the first cwd
+    return f"sqlite:///{(DEFAULT_MLFLOW_DIR / 'mlflow.db').resolve().as_posix()}"
 
 
 def experiment_name(spec: Spec) -> str:
@@ -157,7 +158,7 @@ class MlflowBackend(TrackerBackend):
         found = self.client.get_experiment_by_name(name)
         if found is not None:
             return found.experiment_id
-        local = uri.startswith("sqlite:///") and not uri.startswith("sqlite:////")
+        local = uri == _default_uri()
         artifacts = (DEFAULT_MLFLOW_DIR / "artifacts").resolve().as_uri() if local else None
         return self.client.create_experiment(name, artifact_location=artifacts)
 
