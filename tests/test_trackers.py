@@ -143,6 +143,27 @@ def test_stores_and_modes_default_to_this_machine(tiny_spec, monkeypatch):
     }
 
 
+def test_runs_mlflow_sends_a_runs_scores_to_its_parent_and_lists_it(workspace, runner, offline):
+    from mlflow.tracking import MlflowClient
+
+    fold = workspace / "runs/demo/x/fold0"
+    fold.mkdir(parents=True)
+    (fold / "metrics.csv").write_text("epoch,score,val/category/accuracy,seconds\n1,0.5,0.625,1.0\n")
+    missing = runner.invoke(app, ["runs", "demo", "--mlflow"])
+    assert missing.exit_code == 2
+    assert "no MLflow experiment 'demo'" in missing.output and "--log mlflow" in missing.output
+    client = MlflowClient(tracking_uri=local_store())
+    parent = client.create_run(client.create_experiment("demo"), tags={"mlflow.runName": "x"}).info.run_id
+    ids = {"mlflow": {"run_id": parent, "uri": local_store()}}
+    (workspace / "runs/demo/x/trackers.json").write_text(json.dumps(ids))
+    listed = runner.invoke(app, ["runs", "demo", "--mlflow", "--json"])
+    assert listed.exit_code == 0, listed.output
+    (tracked,) = json.loads(listed.stdout)["mlflow"]
+    assert (tracked["name"], tracked["run_id"], tracked["folds"]) == ("x", parent, 0)
+    assert client.get_run(parent).data.metrics == {"cv/category/accuracy": 0.625}
+    assert tracked["metrics"] == {"cv/category/accuracy": 0.625}
+
+
 # ------------------------------------------------------------------ slow: real training
 
 
