@@ -184,6 +184,9 @@ def test_every_tracker_holds_every_epoch_of_every_fold(tiny_spec, workspace, run
     mean = summary[summary["fold"] == "mean"].iloc[0]
     assert parent.data.metrics["cv/score"] == pytest.approx(mean["score"])
     assert any(k.startswith("oof/attribute/") for k in parent.data.metrics)  # tuned thresholds
+    tuned = json.loads((run_dir / "thresholds.json").read_text())["attribute"]
+    assert parent.data.metrics["threshold/attribute/red"] == pytest.approx(tuned["thresholds"][0])
+    assert parent.data.metrics["threshold/attribute/global"] == pytest.approx(tuned["global_threshold"])
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"summary.csv", "thresholds.json"}
     wandb = wandb_runs(run_dir)
     for fold in folds:

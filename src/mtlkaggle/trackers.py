@@ -23,6 +23,7 @@ import importlib.util
 import json
 import math
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -181,7 +182,7 @@ def _open(spec: Spec, ids_file: Path, folder: Path, names: dict[str, str], paren
     ids = read_ids(ids_file)
     step, warn = int(ids.get("step", 0)), _warner(names["label"])
     started: list[TrackerBackend] = []
-    config = json.dumps(spec.model_dump(mode="json"), indent=1)
+    config = json.dumps({"command": " ".join(sys.argv), "spec": spec.model_dump(mode="json")}, indent=1)
     for name in spec.log.trackers:
         if name == "tensorboard":
             tracker, args = TensorBoardBackend(name, warn), (folder, step, config, names["job"] != "cv")
@@ -293,8 +294,13 @@ def log_run_end(spec: Spec, run: RunLayout, summary, thresholds: dict | None, is
         row = source.iloc[0].to_dict()
         values |= {f"cv/{k}": v for k, v in row.items() if k not in ("fold", "best_epoch")}
     for task, result in (thresholds or {}).items():
-        scores = result.to_json()["scores"] if hasattr(result, "to_json") else result.get("scores", {})
-        values |= {f"oof/{task}/{k}": v for k, v in scores.items()}
+        tuned = result.to_json() if hasattr(result, "to_json") else result
+        values |= {f"oof/{task}/{k}": v for k, v in tuned.get("scores", {}).items()}
+        names = spec.task(task).label_names
+        values |= {
+            f"threshold/{task}/{n}": t for n, t in zip(names, tuned.get("thresholds", []), strict=False)
+        }
+        values[f"threshold/{task}/global"] = tuned.get("global_threshold", math.nan)
     trackers.values(values)
     trackers.files([run.summary, run.thresholds, run.config])
     trackers.finish()
