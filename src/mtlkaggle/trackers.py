@@ -29,7 +29,7 @@ from typing import Any
 
 from mtlkaggle.errors import UserError
 from mtlkaggle.io import write_json_atomic
-from mtlkaggle.paths import FoldLayout, RunLayout
+from mtlkaggle.paths import RUNS, FoldLayout, RunLayout
 from mtlkaggle.spec import Spec
 from mtlkaggle.tracker_backends import (
     DEFAULT_MLFLOW_DIR,
@@ -203,6 +203,14 @@ def _open(spec: Spec, ids_file: Path, folder: Path, names: dict[str, str], paren
     return trackers
 
 
+def _run_name(spec: Spec, run: RunLayout) -> str:
+    """The run's name under ``runs/COMP/`` (a seed run of ``--seeds``: ``RUN/seed{S}``)."""
+    try:
+        return run.dir.resolve().relative_to((RUNS / spec.name).resolve()).as_posix()
+    except ValueError:  # a run folder outside runs/COMP
+        return run.name
+
+
 def open_run_trackers(spec: Spec, run: RunLayout, is_main: bool) -> Trackers:
     """The run-level trackers: the MLflow parent run, the W&B ``cv`` run, the run folder's events."""
     if not spec.log.trackers or not is_main:
@@ -210,9 +218,9 @@ def open_run_trackers(spec: Spec, run: RunLayout, is_main: bool) -> Trackers:
     run.dir.mkdir(parents=True, exist_ok=True)
     names = {
         "label": f"run {run.name}",
-        "mlflow": run.name,
+        "mlflow": _run_name(spec, run),
         "run": str(run.dir),
-        "group": run.name,
+        "group": _run_name(spec, run),
         "job": "cv",
         "wandb_dir": run.dir,
     }
@@ -261,7 +269,7 @@ def open_fold_trackers(spec: Spec, run: RunLayout, files: FoldLayout, is_main: b
         "label": f"fold {files.name}",
         "mlflow": f"fold{files.name}",
         "run": str(run.dir),
-        "group": run.name,
+        "group": _run_name(spec, run),
         "job": f"fold{files.name}",
         "wandb_dir": run.dir,
     }
