@@ -64,7 +64,8 @@ def read_raw(spec: Spec, split: str, labelled: bool) -> RawSplit:
     }[spec.data.format]
     raw = reader(spec, split, labelled)
     if spec.data.id_from_row and spec.data.id_column not in raw.frame.columns:
-        raw.frame.insert(0, spec.data.id_column, [str(k + 1) for k in range(len(raw.frame))])
+        ids = pd.DataFrame({spec.data.id_column: [str(k + 1) for k in range(len(raw.frame))]})
+        raw.frame = pd.concat([ids, raw.frame], axis=1)
     if raw.frame.empty and not any(p.fatal for p in raw.problems):
         raw.problems.append(
             Problem(str(raw.file), None, None, "no data rows (an empty or header-only file); add the rows")
