@@ -246,3 +246,25 @@ def test_check_train_predict_per_source(tmp_path, monkeypatch, runner, source):
         assert result.exit_code == 0, (args, result.output)
     sub = pd.read_csv(tmp_path / f"submissions/{name}/submission.csv", dtype=str)
     assert len(sub) == n_test and set(sub["label"]) <= {"0", "1", "2"}
+    if source in ("channels", "dicom"):  # the bundle reads the same source offline
+        for args in (
+            ["export", name, "--out", "bundle", "--no-onnx", "--no-wheel"],
+            [
+                "predict",
+                "--bundle",
+                "bundle",
+                "--competition-files",
+                "--out-dir",
+                "offline",
+                "--data-dir",
+                str(root / name),
+            ],
+        ):
+            result = runner.invoke(app, args)
+            assert result.exit_code == 0, (args, result.output)
+        offline = pd.read_csv(tmp_path / "offline/submission.csv", dtype=str)
+        pd.testing.assert_frame_equal(offline, sub)
+        result = runner.invoke(
+            app, ["predict", "--bundle", "bundle", "--input", str(root / name), "--out", "x.csv"]
+        )
+        assert result.exit_code == 2 and f"image_source '{source}'; use --competition-files" in result.output
