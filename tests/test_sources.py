@@ -268,3 +268,35 @@ def test_check_train_predict_per_source(tmp_path, monkeypatch, runner, source):
             app, ["predict", "--bundle", "bundle", "--input", str(root / name), "--out", "x.csv"]
         )
         assert result.exit_code == 2 and f"image_source '{source}'; use --competition-files" in result.output
+
+
+def test_hdf5_pixel_arrays_and_test_keys_tried_in_order(tmp_path):
+    import h5py
+
+    root = tmp_path / "data" / "arrays"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    images = {key: sx.rgb(rng, 12) for key in ("a", "b", "img_c")}
+    with h5py.File(root / "images.h5", "w") as f:
+        for key, image in images.items():
+            f.create_dataset(key, data=image)  # raw uint8 (H, W, 3), no encoding
+    pd.DataFrame({"id": ["a", "b"], "label": [0, 1]}).to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"id": ["a", "c"]}).to_csv(root / "test.csv", index=False)
+    data = """train = "train.csv"
+test = "test.csv"
+id_column = "id"
+image_source = "hdf5"
+hdf5_file = "images.h5"
+test_image_pattern = ["{id}", "img_{id}"]"""
+    spec = _spec(tmp_path, "arrays", data)
+    test = read_split(spec, "test", labelled=False)
+    np.testing.assert_array_equal(test.source.read(0), images["a"])
+    np.testing.assert_array_equal(test.source.read(1), images["img_c"])
+    assert test.source.name(1) == f"{(root / 'images.h5').resolve()}[img_c]"
+
+
+@pytest.mark.parametrize("pattern", ["train/{}.png", "train/{id.png", "train/id}.png"])
+def test_a_pattern_with_broken_braces_is_refused_in_one_line(tmp_path, pattern):
+    data = f'train = "train.csv"\nid_column = "id"\nimage_pattern = "{pattern}"'
+    with pytest.raises(UserError, match=re.escape(f"image pattern '{pattern}': placeholders are {{Column}}")):
+        _spec(tmp_path, "braces", data)

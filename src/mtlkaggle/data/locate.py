@@ -94,8 +94,8 @@ def build_source(
     if data.image_source == "hdf5":
         container = data.test_hdf5_file if split in TEST_SPLITS and data.test_hdf5_file else data.hdf5_file
         path = (spec.data_path / container).resolve()
-        template = (patterns(spec, split) or ["{" + data.image_column + "}"])[0]
-        return [path] * n, Hdf5Source(path, render(template, frame))
+        templates = patterns(spec, split) or ["{" + data.image_column + "}"]
+        return [path] * n, Hdf5Source(path, _first_key(path, [render(t, frame) for t in templates]))
     channels = data.channel_names if data.image_source == "channels" else [None]
     chosen, tried = _choose(spec, split, frame, channels, file, lines, problems)
     if data.image_source == "channels":
@@ -104,6 +104,19 @@ def build_source(
     if data.image_source == "dicom":
         return paths, DicomSource(paths, list(data.dicom_windows))
     return paths, FileSource(paths, tried)
+
+
+def _first_key(file: Path, candidates: list[list[str]]) -> list[str]:
+    """Per row, the first candidate key the HDF5 file holds (else the first candidate)."""
+    if len(candidates) == 1 or not file.is_file():
+        return candidates[0]
+    import h5py
+
+    try:
+        with h5py.File(file, "r") as f:  # closed again: each process opens its own handle
+            return [next((k for k in keys if k in f), keys[0]) for keys in zip(*candidates, strict=True)]
+    except OSError:
+        return candidates[0]  # reported, with the file, when an image is read
 
 
 def _choose(

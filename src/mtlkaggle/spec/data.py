@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -121,6 +122,13 @@ class DataSpec(_Strict):
     def _check_source(self) -> DataSpec:
         source = self.image_source
         patterns = [p for p in (self.image_pattern, *self.test_image_pattern) if p]
+        for pattern in patterns:
+            rest = re.sub(r"\{[^{}]+\}", "", pattern)
+            if "{" in rest or "}" in rest:
+                raise ValueError(
+                    f"image pattern '{pattern}': placeholders are {{Column}} with a column name inside; "
+                    "fix the braces"
+                )
         if source == "channels":
             if not self.channel_names:
                 raise ValueError("image_source 'channels' needs channel_names, e.g. ['red', 'green', 'blue']")
