@@ -13,9 +13,33 @@ from mtlkaggle.spec.base import _Strict
 class KeepSpec(_Strict):
     """Keep only rows whose numeric ``column`` lies in [min, max] (e.g. CORAL's ages 21-60)."""
 
-    column: str
-    min: float = float("-inf")
-    max: float = float("inf")
+    column: str = Field(..., description='Numeric column to filter on, e.g. "age".')
+    min: float = Field(float("-inf"), description="Lowest value kept (default: no bound).")
+    max: float = Field(float("inf"), description="Highest value kept (default: no bound).")
+
+
+class LongSpec(_Strict):
+    """Labels in long format (one row per image and class), pivoted to one row per image.
+
+    E.g. ``ID,Label`` rows with ``ID = ID_{image}_{class}``: six rows per image become one row with
+    the image id and one column per class.
+    """
+
+    column: str = Field(..., description='Column holding the composite id, e.g. "ID".')
+    template: str = Field(
+        ..., description='How that id is made of {image} and {class}, e.g. "ID_{image}_{class}".'
+    )
+    value_column: str = Field(..., description='Column holding the (image, class) label, e.g. "Label".')
+    classes: list[str] = Field(
+        default_factory=list, description="The classes in the ids; default: every column the tasks name."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> LongSpec:
+        for name in ("{image}", "{class}"):
+            if self.template.count(name) != 1:
+                raise ValueError(f"template '{self.template}' must hold {name} exactly once")
+        return self
 
 
 class DataSpec(_Strict):
@@ -44,16 +68,16 @@ class DataSpec(_Strict):
     """
 
     format: Literal["csv", "lists", "utkface", "pixels_csv", "celeba"] = Field(
-        "csv", description="Layout of the label files: csv (default), lists, utkface, pixels_csv, celeba."
+        "csv", description="Layout of the label files: csv, lists, utkface, pixels_csv, celeba (default csv)."
     )
-    train: str
-    val: str | None = None
-    test: str | None = None
+    train: str = Field(..., description="Training label file (or folder), relative to data_dir.")
+    val: str | None = Field(None, description="Validation label file, for `--fold val` (default none).")
+    test: str | None = Field(None, description="Test file listing the images to predict (default none).")
     test_labels: str | None = Field(
         None, description="Label file for the test split, for local scoring (never trained on)."
     )
     labels: dict[str, str] = Field(default_factory=dict, description="lists: split -> label file.")
-    partition: str | None = None
+    partition: str | None = Field(None, description="celeba: the list_eval_partition.txt file.")
     pixels_column: str = Field(
         "pixels", description="pixels: the column of space-separated values (default 'pixels')."
     )
@@ -63,16 +87,18 @@ class DataSpec(_Strict):
     pixels_shape: tuple[int, int] | tuple[int, int, int] = Field(
         (48, 48), description="pixels: image shape [H, W] or [H, W, C], default [48, 48]."
     )
-    holdout: float | None = Field(None, gt=0, lt=1)
-    keep: list[KeepSpec] = Field(default_factory=list)
-    id_column: str
+    holdout: float | None = Field(
+        None, gt=0, lt=1, description="Share of rows held out as a labelled test split, e.g. 0.1."
+    )
+    keep: list[KeepSpec] = Field(default_factory=list, description="Row filters, see [[data.keep]].")
+    id_column: str = Field(..., description='Column of unique row ids, e.g. "image_id".')
     id_from_row: bool = Field(
         False, description="A label file without id_column: ids are 1-based row numbers (ImageId)."
     )
     image_column: str | None = Field(
         None, description="Column holding each row's image path or key; default: id_column."
     )
-    image_dir: str = "."
+    image_dir: str = Field(".", description='Folder of the images, relative to data_dir (default ".").')
     image_pattern: str | None = Field(
         None,
         description="Image of a train/val row relative to data_dir, {Column} placeholders, "
@@ -99,8 +125,18 @@ class DataSpec(_Strict):
         default_factory=list,
         description="dicom: (center, width) windows, one channel each, e.g. [[40, 80]]; default: min-max.",
     )
-    sep: str = ","
+    sep: str = Field(",", description='Field separator of the CSV files (one character, default ",").')
     kaggle: str | None = Field(None, description="Kaggle competition to download the data from.")
+    group_column: str | None = Field(
+        None, description='Train column whose groups stay in one fold, e.g. "PatientID" (default none).'
+    )
+    long: LongSpec | None = Field(
+        None, description="Labels in long format, pivoted to one row per image, see [data.long]."
+    )
+    repeated_test_ids: Literal["error", "first"] = Field(
+        "error",
+        description="first: a test file's repeated ids give one image each, in order (default error).",
+    )
 
     @field_validator("test_image_pattern", mode="before")
     @classmethod
