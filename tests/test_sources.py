@@ -300,3 +300,18 @@ def test_a_pattern_with_broken_braces_is_refused_in_one_line(tmp_path, pattern):
     data = f'train = "train.csv"\nid_column = "id"\nimage_pattern = "{pattern}"'
     with pytest.raises(UserError, match=re.escape(f"image pattern '{pattern}': placeholders are {{Column}}")):
         _spec(tmp_path, "braces", data)
+
+
+def test_four_channel_training_batches_on_both_paths(tmp_path):
+    stacks = sx.write_hpa(tmp_path / "data" / "hpa")
+    spec = _spec(tmp_path, "hpa", sx.HPA, sx.NO_JITTER + "rotate = 10\nshift = 0.1\nvflip = 0.5\n")
+    train = read_split(spec, "train")
+    for on_device in (False, True):
+        config = LoaderConfig(16, 4, 2, seed=0, train=True, on_device=on_device)
+        pipeline = DevicePipeline(spec, 16, True, "cpu") if on_device else None
+        batches = [pipeline(b) if pipeline else b for b in make_loader(spec, train, config)]
+        assert [tuple(b["image"].shape) for b in batches] == [(4, 4, 16, 16), (4, 4, 16, 16)]
+        assert all(not b["bad"] for b in batches)
+        # the yellow plane is augmented with the others, not dropped or zeroed
+        assert all(float(b["image"][:, 3].float().std()) > 10 for b in batches)
+    assert len(stacks) == 12
