@@ -315,3 +315,20 @@ def test_four_channel_training_batches_on_both_paths(tmp_path):
         # the yellow plane is augmented with the others, not dropped or zeroed
         assert all(float(b["image"][:, 3].float().std()) > 10 for b in batches)
     assert len(stacks) == 12
+
+
+def test_check_hints_at_the_missing_channel_file_and_lists_a_missing_container_once(tmp_path):
+    sx.write_hpa(tmp_path / "data" / "hpa")
+    yellow = tmp_path / "data/hpa/train/tr-0001-abcd_yellow.png"
+    Image.open(yellow).save(yellow.with_suffix(".jpg"))
+    yellow.unlink()
+    problems = [str(p) for p in check_dataset(_spec(tmp_path, "hpa", sx.HPA, sx.NO_JITTER)).problems]
+    assert problems == [
+        f"{tmp_path / 'data/hpa/train.csv'}:3: {yellow}: image not found; 'tr-0001-abcd_yellow.jpg' exists "
+        "there: the extension should be .jpg (set data.image_pattern)"
+    ]
+    sx.write_isic(tmp_path / "data" / "isic")
+    (tmp_path / "data/isic/test-image.hdf5").unlink()
+    problems = [str(p) for p in check_dataset(_spec(tmp_path, "isic", sx.ISIC)).problems]
+    container = tmp_path / "data/isic/test-image.hdf5"
+    assert problems == [f"{tmp_path / 'data/isic/test-metadata.csv'}:2: {container}: HDF5 file not found"]

@@ -77,17 +77,21 @@ def _check_images(report: CheckReport, root: Path, workers: int) -> None:
                 seen.add(name)
                 jobs.append((table, row))
     index: FileIndex | None = None
+    reported: set[str] = set()  # a container-wide fault (a missing HDF5 file) is listed once
     with make_progress(transient=True) as progress, ThreadPoolExecutor(workers) as pool:
         bar = progress.add_task("opening images", total=len(jobs), unit="img", status="")
         issues = pool.map(lambda job: job[0].source.verify(job[1]), jobs)
         for (table, row), issue in zip(jobs, issues, strict=True):
-            if issue:
-                if issue.endswith("image not found") or "image not found (also tried" in issue:
-                    index = index or FileIndex(root)
-                    hint = suggest(table.paths[row], index)
-                    issue = f"{issue}; {hint}" if hint else issue
-                report.problems.append(_image_problem(table, row, issue))
             progress.advance(bar)
+            if not issue or issue in reported:
+                continue
+            reported.add(issue)
+            missing, found, _ = issue.partition(": image not found")
+            if found:
+                index = index or FileIndex(root)
+                hint = suggest(Path(missing), index)
+                issue = f"{issue}; {hint}" if hint else issue
+            report.problems.append(_image_problem(table, row, issue))
     report.images_checked += len(jobs)
 
 
