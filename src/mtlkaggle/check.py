@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from mtlkaggle.data import LabelTable, Problem, has_split, parse_split
-from mtlkaggle.data.locate import FileIndex, suggest
+from mtlkaggle.data.locate import FileIndex, image_root, suggest
 from mtlkaggle.progress import make_progress
 from mtlkaggle.spec import Spec
 
@@ -51,7 +51,7 @@ def check_dataset(spec: Spec, open_images: bool = True, workers: int = 8) -> Che
     if not spec.data.id_from_row:  # row numbers restart in every file: no overlap to find
         _check_overlap(report)
     if open_images:
-        _check_images(report, spec.data_path.resolve(), workers)
+        _check_images(spec, report, workers)
     return report
 
 
@@ -65,15 +65,17 @@ def _check_overlap(report: CheckReport) -> None:
         report.problems.append(Problem(str(test.file), line, None, f"id '{value}' is also in train"))
 
 
-def _check_images(report: CheckReport, root: Path, workers: int) -> None:
-    """Decode every image once through its split's source; a path outside ``root`` (already
-    reported) is never opened. A missing file says which extension or folder would find it."""
+def _check_images(spec: Spec, report: CheckReport, workers: int) -> None:
+    """Decode every image once through its split's source; a path outside its split's image folder
+    (already reported) is never opened. A missing file says which extension or folder would find it."""
     jobs: list[tuple[LabelTable, int]] = []
     seen: set[str] = set()
-    for table in report.tables.values():
+    contained = spec.data.image_source in ("pixels", "hdf5")  # a container, no path per row
+    for split, table in report.tables.items():
+        root = image_root(spec, split)
         for row, path in enumerate(table.paths):
             name = table.source.name(row)
-            if name not in seen and path.resolve().is_relative_to(root):
+            if name not in seen and (contained or path.resolve().is_relative_to(root)):
                 seen.add(name)
                 jobs.append((table, row))
     index: FileIndex | None = None
@@ -88,7 +90,7 @@ def _check_images(report: CheckReport, root: Path, workers: int) -> None:
             reported.add(issue)
             missing, found, _ = issue.partition(": image not found")
             if found:
-                index = index or FileIndex(root)
+                index = index or FileIndex(spec.data_path.resolve())
                 hint = suggest(Path(missing), index)
                 issue = f"{issue}; {hint}" if hint else issue
             report.problems.append(_image_problem(table, row, issue))

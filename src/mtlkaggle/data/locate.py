@@ -61,6 +61,14 @@ def patterns(spec: Spec, split: str) -> list[str] | None:
     return [data.image_pattern] if data.image_pattern else None
 
 
+def image_root(spec: Spec, split: str) -> Path:
+    """The folder ``split``'s images must stay inside: ``image_dir`` under the default rule, else
+    ``data_dir``."""
+    if patterns(spec, split) is None and spec.data.image_source not in ("pixels", "hdf5"):
+        return (spec.data_path / spec.data.image_dir).resolve()
+    return spec.data_path.resolve()
+
+
 def image_columns(spec: Spec, split: str) -> set[str]:
     """The label-file columns the images of ``split`` are located by."""
     if spec.data.image_source == "pixels":
@@ -130,13 +138,12 @@ def _choose(
 ) -> tuple[list[tuple[Path, ...]], list[tuple[Path, ...]] | None]:
     """Per row, the channel files of the first template whose first file exists (else the first)."""
     found = patterns(spec, split)
+    root = image_root(spec, split)
     if found is None:
-        root = (spec.data_path / spec.data.image_dir).resolve()
         values = frame[spec.data.image_column].tolist()
         candidates = [[(root, values)]]
         column = spec.data.image_column
     else:
-        root = spec.data_path.resolve()
         candidates = [
             [(root, render(t, frame, {"channel": c} if c else None)) for c in channels] for t in found
         ]
