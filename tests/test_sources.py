@@ -248,7 +248,14 @@ def test_check_train_predict_per_source(tmp_path, monkeypatch, runner, source):
     assert len(sub) == n_test and set(sub["label"]) <= {"0", "1", "2"}
     if source in ("channels", "dicom"):  # the bundle reads the same source offline
         for args in (
-            ["export", name, "--out", "bundle", "--no-onnx", "--no-wheel"],
+            [
+                "export",
+                name,
+                "--out",
+                "bundle",
+                "--onnx" if source == "channels" else "--no-onnx",
+                "--no-wheel",
+            ],
             [
                 "predict",
                 "--bundle",
