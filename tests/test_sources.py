@@ -161,6 +161,9 @@ def test_channel_files_stacked_into_four_channels(tmp_path):
     stacks = sx.write_hpa(tmp_path / "data" / "hpa")
     broken = tmp_path / "data/hpa/train/tr-0002-abcd_yellow.png"
     broken.write_bytes(broken.read_bytes()[:40])  # truncated
+    green = tmp_path / "data/hpa/test/te-0002-abcd_green.png"  # a 16-bit file, as HPA ships some
+    Image.fromarray(stacks["te-0002-abcd"][..., 1].astype(np.uint16) * 257).save(green)
+    assert Image.open(green).mode == "I;16"
     spec = _spec(tmp_path, "hpa", sx.HPA, sx.NO_JITTER)
     assert spec.data.in_chans == 4
     train, test = read_split(spec, "train"), read_split(spec, "test", labelled=False)
