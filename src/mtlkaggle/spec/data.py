@@ -85,7 +85,7 @@ class DataSpec(_Strict):
         None, description="pixels: one column per pixel named PREFIX0..PREFIXn-1, e.g. 'pixel'."
     )
     pixels_shape: tuple[int, int] | tuple[int, int, int] = Field(
-        (48, 48), description="pixels: image shape [H, W] or [H, W, C], default [48, 48]."
+        (48, 48), description="pixels: shape [H, W] or [H, W, C] (values in that order), default [48, 48]."
     )
     holdout: float | None = Field(
         None, gt=0, lt=1, description="Share of rows held out as a labelled test split, e.g. 0.1."
