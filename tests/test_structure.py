@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
         "mtlkaggle.submission",
         "mtlkaggle.demo",
         "mtlkaggle.trackers",
+        "mtlkaggle.tracker_backends",
     ),
     ("mtlkaggle.folds", "mtlkaggle.thresholds", "mtlkaggle.check", "mtlkaggle.evaluate"),
     ("mtlkaggle.engine", "mtlkaggle.engine.*"),
