@@ -3,15 +3,16 @@ check, folds, train (one epoch, tiny model), predict --tta, the submission forma
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from mtlkaggle.check import check_dataset
 from mtlkaggle.cli import app
 from mtlkaggle.data import read_split
-from mtlkaggle.errors import UserError
 from mtlkaggle.spec import load_spec
 
 from . import formats_fixtures as fx
@@ -149,14 +150,22 @@ def test_utkface48_pixels_in_memory(project, runner):
     frame = pd.read_csv(data / "age_gender.csv")
     row = frame.index[frame["img_name"] == train.ids[0]][0]
     expected = np.array(frame.loc[row, "pixels"].split(), dtype=np.uint8).reshape(48, 48)
-    np.testing.assert_array_equal(train.images[0], expected)
+    image = train.source.read(0)
+    assert image.shape == (48, 48, 3)
+    np.testing.assert_array_equal(image[..., 0], expected)
+    np.testing.assert_array_equal(image[..., 2], expected)
     broken = frame.copy()
     broken.loc[3, "pixels"] = "1 2 3"
     broken.to_csv(data / "age_gender.csv", index=False)
-    # a broken row is reported with its line whichever split it falls in
-    for split in ("train", "test"):
-        with pytest.raises(UserError, match=r"age_gender.csv:5 \[pixels\]: expected 2304 grayscale values"):
-            read_split(spec, split)
+    # a broken row is reported with its line and id, whichever split it falls in
+    report = check_dataset(spec)
+    messages = [str(p) for p in report.problems]
+    assert len(messages) == 1, messages
+    assert re.search(
+        r"age_gender.csv:5 \[pixels\] \(id '[^']+'\): expected 2304 grayscale values 0-255 separated "
+        r"by spaces, found 3$",
+        messages[0],
+    ), messages
 
 
 def test_pedestrian_names_and_weighted_f1(project, runner):

@@ -10,6 +10,7 @@ from PIL import Image
 
 from mtlkaggle.data import ImageReadError, LabelTable, load_image
 from mtlkaggle.data.loading import ImageDataset, build_transforms, collate
+from mtlkaggle.data.sources import PixelSource
 from mtlkaggle.spec import load_spec
 
 from .conftest import REPO
@@ -82,7 +83,8 @@ def test_eval_pad_keeps_the_aspect_ratio(spec, tmp_path):
 
 def test_in_memory_grayscale_images_and_skipped_rows(tmp_path, spec):
     table = _table(tmp_path, 2)
-    table.images = np.stack([np.full((6, 6), 7, np.uint8), np.full((6, 6), 9, np.uint8)])
+    values = np.stack([np.full(36, 7, np.float32), np.full(36, 9, np.float32)])
+    table.source = PixelSource(values, (6, 6), table.file, np.array([2, 3]), table.ids, "pixels")
     sample = ImageDataset(table, build_transforms(spec, 6, train=False), 6)[1]
     assert sample["image"].shape == (3, 6, 6) and int(sample["image"].max()) == 9
     batch = collate([sample, {"bad": "x.jpg: unreadable image", "index": 0}])

@@ -273,6 +273,11 @@ def predict_images(
         UserError: a bad bundle or input; nothing at all readable.
     """
     bundle = load_bundle(bundle_dir, resolve_device(options.device), options.folds)
+    if bundle.spec.data.image_source != "files":
+        raise UserError(
+            f"--input reads image files, and the bundle's spec reads its images from "
+            f"image_source '{bundle.spec.data.image_source}'; use --competition-files --data-dir FOLDER"
+        )
     ids, paths = list_inputs(inputs, column, bundle.spec)
     table = LabelTable("input", Path(inputs), ids, paths)
     probs, bad, read = predict_table(bundle, table, options)

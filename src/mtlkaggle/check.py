@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mtlkaggle.data import LabelTable, Problem, has_split, parse_split, verify_image
+from mtlkaggle.data import LabelTable, Problem, has_split, parse_split
+from mtlkaggle.data.locate import FileIndex, image_root, suggest
 from mtlkaggle.progress import make_progress
 from mtlkaggle.spec import Spec
 
@@ -47,9 +48,10 @@ def check_dataset(spec: Spec, open_images: bool = True, workers: int = 8) -> Che
         report.tables[split] = table
         report.problems.extend(problems)
     report.problems = list(dict.fromkeys(report.problems))  # a layout problem shows in every split
-    _check_overlap(report)
+    if not spec.data.id_from_row:  # row numbers restart in every file: no overlap to find
+        _check_overlap(report)
     if open_images:
-        _check_images(report, (spec.data_path / spec.data.image_dir).resolve(), workers)
+        _check_images(spec, report, workers)
     return report
 
 
@@ -63,25 +65,45 @@ def _check_overlap(report: CheckReport) -> None:
         report.problems.append(Problem(str(test.file), line, None, f"id '{value}' is also in train"))
 
 
-def _check_images(report: CheckReport, root: Path, workers: int) -> None:
-    """Decode every image once; a path outside ``root`` (already reported) is never opened."""
-    jobs: list[tuple[LabelTable, int, Path]] = []
-    seen: set[Path] = set()
-    for table in report.tables.values():
-        if table.images is not None:  # decoded from the label file itself while parsing
-            report.images_checked += len(table.images)
-            continue
+def _check_images(spec: Spec, report: CheckReport, workers: int) -> None:
+    """Decode every image once through its split's source; a path outside its split's image folder
+    (already reported) is never opened. A missing file says which extension or folder would find it."""
+    jobs: list[tuple[LabelTable, int]] = []
+    seen: set[str] = set()
+    contained = spec.data.image_source in ("pixels", "hdf5")  # a container, no path per row
+    for split, table in report.tables.items():
+        root = image_root(spec, split)
         for row, path in enumerate(table.paths):
-            if path not in seen and path.resolve().is_relative_to(root):
-                seen.add(path)
-                jobs.append((table, row, path))
+            name = table.source.name(row)
+            if name not in seen and (contained or path.resolve().is_relative_to(root)):
+                seen.add(name)
+                jobs.append((table, row))
+    index: FileIndex | None = None
+    reported: set[str] = set()  # a container-wide fault (a missing HDF5 file) is listed once
     with make_progress(transient=True) as progress, ThreadPoolExecutor(workers) as pool:
         bar = progress.add_task("opening images", total=len(jobs), unit="img", status="")
-        for (table, row, path), issue in zip(jobs, pool.map(lambda j: verify_image(j[2]), jobs), strict=True):
-            if issue:
-                report.problems.append(Problem(str(table.file), table.line(row), None, f"{path}: {issue}"))
+        issues = pool.map(lambda job: job[0].source.verify(job[1]), jobs)
+        for (table, row), issue in zip(jobs, issues, strict=True):
             progress.advance(bar)
+            if not issue or issue in reported:
+                continue
+            reported.add(issue)
+            missing, found, _ = issue.partition(": image not found")
+            if found:
+                index = index or FileIndex(spec.data_path.resolve())
+                hint = suggest(Path(missing), index)
+                issue = f"{issue}; {hint}" if hint else issue
+            report.problems.append(_image_problem(table, row, issue))
     report.images_checked += len(jobs)
+
+
+def _image_problem(table: LabelTable, row: int, issue: str) -> Problem:
+    """The problem of one image, at its label-file line (a source that names the line itself, such
+    as pixels held in the label file, is not located twice)."""
+    if issue.startswith(f"{table.file}:"):
+        where, message = issue.split(": ", 1)
+        return Problem(where, None, None, message)
+    return Problem(str(table.file), table.line(row), None, issue)
 
 
 def target_counts(task, y: np.ndarray) -> dict[str, float]:

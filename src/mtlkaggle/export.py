@@ -221,7 +221,7 @@ def export_onnx(model: MultiTaskNet, img_size: int, path: Path) -> float:
         raise UserError("--onnx needs onnx and onnxruntime: pip install 'mtlkaggle[onnx]'") from None
     wrapper = _Probabilities(model.cpu().eval()).eval()
     names = [t.name for t in model.tasks]
-    example = torch.zeros((2, 3, img_size, img_size), dtype=torch.uint8)
+    example = torch.zeros((2, model.in_chans, img_size, img_size), dtype=torch.uint8)
     dynamic = {"images": {0: "batch"}, **{n: {0: "batch"} for n in names}}
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -236,7 +236,9 @@ def export_onnx(model: MultiTaskNet, img_size: int, path: Path) -> float:
             dynamo=False,
         )
     images = torch.from_numpy(
-        np.random.default_rng(0).integers(0, 256, (ONNX_CHECK_BATCH, 3, img_size, img_size), dtype=np.uint8)
+        np.random.default_rng(0).integers(
+            0, 256, (ONNX_CHECK_BATCH, model.in_chans, img_size, img_size), dtype=np.uint8
+        )
     )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": images.numpy()})

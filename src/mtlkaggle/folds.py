@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from mtlkaggle.data.labels import LabelTable, read_split, task_matrix
+from mtlkaggle.data.sources import ConcatSource
 from mtlkaggle.errors import UserError
 from mtlkaggle.io import write_csv_atomic
 from mtlkaggle.readback import read_table
@@ -288,7 +289,7 @@ def _all_labelled(spec: Spec, train: LabelTable) -> LabelTable:
         np.concatenate([train.ids, val.ids]),
         [*train.paths, *val.paths],
         {k: np.concatenate([v, val.targets[k]]) for k, v in train.targets.items()},
-        None if train.images is None else np.concatenate([train.images, val.images]),
+        ConcatSource([train.source, val.source]),
     )
 
 

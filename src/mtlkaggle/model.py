@@ -38,6 +38,7 @@ def remap_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tens
         )
     out = OrderedDict()
     for (src_key, tensor), (dst_key, ref) in zip(source.items(), target.items(), strict=True):
+        tensor = adapt_input(tensor, ref)
         if tuple(tensor.shape) != tuple(ref.shape):
             raise UserError(
                 f"weights tensor '{src_key}' {tuple(tensor.shape)} does not fit "
@@ -45,6 +46,22 @@ def remap_in_order(source: dict[str, torch.Tensor], target: dict[str, torch.Tens
             )
         out[dst_key] = tensor
     return out
+
+
+def adapt_input(tensor: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """A pretrained RGB first convolution adapted to ``ref``'s input channels, as timm does
+    (``timm.models.adapt_input_conv``: the RGB filters repeated and rescaled); other tensors as given."""
+    if tensor.ndim == 4 and ref.ndim == 4 and tensor.shape[1] == 3 and ref.shape[1] != 3:
+        if tensor.shape[0] == ref.shape[0] and tensor.shape[2:] == ref.shape[2:]:
+            from timm.models import adapt_input_conv
+
+            return adapt_input_conv(int(ref.shape[1]), tensor)
+    return tensor
+
+
+def per_channel(values: tuple[float, ...], channels: int) -> list[float]:
+    """RGB normalization constants for ``channels`` input channels (cycled, as the adapted filters)."""
+    return [float(values[k % len(values)]) for k in range(channels)]
 
 
 def packaged_state_dict(backbone: str) -> dict[str, torch.Tensor]:
@@ -90,7 +107,7 @@ def load_pretrained(model: nn.Module, backbone: str, weights: str | None) -> str
     else:
         return _load_from_hub(model, backbone)
     if set(source) >= set(target):
-        source = {k: source[k] for k in target}
+        source = {k: adapt_input(source[k], target[k]) for k in target}
     else:
         source = dict(list(source.items())[: len(target)]) if len(source) > len(target) else source
         source = remap_in_order(source, target)
@@ -123,7 +140,8 @@ def _load_from_hub(model: nn.Module, backbone: str) -> str:
     if not _hub_reachable():
         raise UserError(f"no pretrained weights for '{backbone}': timm's hub is unreachable. {options}")
     try:
-        hub = timm.create_model(backbone, pretrained=True, num_classes=0)
+        first = next(t for t in model.state_dict().values() if t.ndim == 4)  # the stem's filters
+        hub = timm.create_model(backbone, pretrained=True, num_classes=0, in_chans=int(first.shape[1]))
     except Exception as e:  # noqa: BLE001 - any hub failure means the same thing to the user
         raise UserError(f"no pretrained weights for '{backbone}' ({type(e).__name__}). {options}") from None
     model.load_state_dict(hub.state_dict(), strict=True)
@@ -142,7 +160,8 @@ def _head(in_features: int, task: TaskSpec, drop_rate: float) -> nn.Sequential:
 class MultiTaskNet(nn.Module):
     """Backbone -> (optional shared neck) -> one head per task.
 
-    Inputs are uint8 images (N, 3, H, W); normalization with the backbone's pretrained mean/std
+    Inputs are uint8 images (N, C, H, W), C = ``spec.data.in_chans`` (3 but for channel stacks
+    and multi-window DICOM: timm builds the stem for C); normalization with the backbone's pretrained mean/std
     happens here, on the device. Outputs: ``{task: logits}`` for classification and ``{task:
     standardized value}`` (N,) for regression; :meth:`to_units` turns the latter back.
     """
@@ -151,14 +170,13 @@ class MultiTaskNet(nn.Module):
         super().__init__()
         import timm
 
-        self.backbone = timm.create_model(train.backbone, pretrained=False, num_classes=0)
+        self.in_chans = c = spec.data.in_chans
+        self.backbone = timm.create_model(train.backbone, pretrained=False, num_classes=0, in_chans=c)
         cfg = self.backbone.pretrained_cfg
-        self.register_buffer(
-            "mean", torch.tensor(cfg.get("mean", (0.485, 0.456, 0.406))).view(1, 3, 1, 1) * 255
-        )
-        self.register_buffer(
-            "std", torch.tensor(cfg.get("std", (0.229, 0.224, 0.225))).view(1, 3, 1, 1) * 255
-        )
+        mean = per_channel(cfg.get("mean", (0.485, 0.456, 0.406)), c)
+        std = per_channel(cfg.get("std", (0.229, 0.224, 0.225)), c)
+        self.register_buffer("mean", torch.tensor(mean).view(1, c, 1, 1) * 255)
+        self.register_buffer("std", torch.tensor(std).view(1, c, 1, 1) * 255)
         features = self.backbone.num_features
         if train.neck:
             self.neck = nn.Sequential(

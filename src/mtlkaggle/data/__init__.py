@@ -3,6 +3,9 @@
 - ``formats``: readers of each competition's original file layout.
 - ``labels``: :class:`LabelTable` and the validated parsing of every split.
 - ``images``: decoding, with one error type that names the file.
+- ``sources``: :class:`~mtlkaggle.data.sources.ImageSource` (files, channel stacks, pixel columns,
+  HDF5, DICOM): every consumer reads a row's image through one.
+- ``locate``: the spec's path templates per split, and the source built from them.
 - ``loading``: transforms, the Dataset, the seeded sampler and the DataLoader builder.
 """
 

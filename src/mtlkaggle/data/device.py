@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import io
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mtlkaggle.data.images import ImageReadError
 from mtlkaggle.data.labels import LabelTable
 from mtlkaggle.spec import Spec
 
@@ -53,8 +53,9 @@ def resolve_augment_on(on: str, device: torch.device | str) -> str:
 class EncodedDataset:
     """A :class:`LabelTable`'s images as encoded bytes (uint8 tensors) plus targets and seeds.
 
-    Workers only read files; in-memory tables (``table.images``) hand over their pixels.
-    A missing file yields ``{"bad": ...}`` as :class:`mtlkaggle.data.loading.ImageDataset` does.
+    Workers only read bytes (files, HDF5); other sources (pixel columns, channel files, DICOM)
+    hand over decoded pixels (H, W, C). A bad sample yields ``{"bad": ...}`` as
+    :class:`mtlkaggle.data.loading.ImageDataset` does.
     """
 
     def __init__(self, table: LabelTable):
@@ -66,18 +67,11 @@ class EncodedDataset:
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
         """One sample; ``key`` is an index, or ``(index, seed)`` to fix its augmentation."""
         i, seed = key if isinstance(key, tuple) else (key, 0)
-        if self.table.images is not None:
-            image = self.table.images[i]
-            image = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
-            data, path = torch.from_numpy(np.ascontiguousarray(image)), ""
-        else:
-            path = str(self.table.paths[i])
-            try:
-                data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
-            except FileNotFoundError:
-                return {"bad": f"{path}: image not found", "index": i}
-            except OSError as e:
-                return {"bad": f"{path}: unreadable image ({e})", "index": i}
+        try:
+            data = self.table.source.encoded(i)
+        except ImageReadError as e:
+            return {"bad": str(e), "index": i}
+        path = self.table.source.name(i)
         sample = {"data": data, "path": path, "seed": seed, "index": i}
         for name, y in self.table.targets.items():
             sample[name] = torch.as_tensor(y[i])
@@ -237,7 +231,7 @@ def decode_batch(
     for i, im in enumerate(images):
         if im is not None:
             continue
-        if data[i].ndim == 3:  # in-memory pixels (H, W, 3)
+        if data[i].ndim == 3:  # decoded pixels (H, W, C)
             images[i] = data[i].permute(2, 0, 1).to(device, non_blocking=True)
             continue
         try:
@@ -352,7 +346,7 @@ def _pad_stack(images: list[torch.Tensor]) -> torch.Tensor:
         return torch.cat([stacked, stacked[..., -1:]], 3)
     h = max(im.shape[1] for im in images) + 1
     w = max(im.shape[2] for im in images) + 1
-    buffer = images[0].new_zeros((len(images), 3, h, w))
+    buffer = images[0].new_zeros((len(images), images[0].shape[0], h, w))
     for i, im in enumerate(images):  # copies only: the arithmetic is batched
         ih, iw = im.shape[1:]
         buffer[i, :, :ih, :iw] = im

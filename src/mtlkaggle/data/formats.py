@@ -2,8 +2,9 @@
 
 Each reader turns one split of a layout into a :class:`RawSplit`: a frame of strings with the id,
 image and label columns the spec names (so ``data.py`` validates every format the same way), the
-line of the original file each row came from, images held in memory where the layout stores
-pixels, and any problem found in the layout itself.
+line of the original file each row came from, the pixel values where the label file holds the
+images (``image_source = "pixels"``, decoded per sample by :mod:`mtlkaggle.data.sources`), and any
+problem found in the layout itself. Label files may be CSV or Parquet (``.parquet``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class RawSplit:
     frame: pd.DataFrame
     file: Path
     lines: np.ndarray
-    images: np.ndarray | None = None
+    pixels: np.ndarray | None = None  # (N, P) numbers or (N,) strings: the images in the label file
     problems: list = field(default_factory=list)
 
 
@@ -58,10 +59,13 @@ def read_raw(spec: Spec, split: str, labelled: bool) -> RawSplit:
         "csv": _read_csv,
         "lists": _read_lists,
         "utkface": _read_utkface,
-        "pixels_csv": _read_pixels,
+        "pixels_csv": _read_csv,
         "celeba": _read_celeba,
     }[spec.data.format]
     raw = reader(spec, split, labelled)
+    if spec.data.id_from_row and spec.data.id_column not in raw.frame.columns:
+        ids = pd.DataFrame({spec.data.id_column: [str(k + 1) for k in range(len(raw.frame))]})
+        raw.frame = pd.concat([ids, raw.frame], axis=1)
     if raw.frame.empty and not any(p.fatal for p in raw.problems):
         raw.problems.append(
             Problem(str(raw.file), None, None, "no data rows (an empty or header-only file); add the rows")
@@ -81,8 +85,96 @@ def _existing(path: Path, what: str) -> Path:
 
 
 def _read_csv(spec: Spec, split: str, labelled: bool) -> RawSplit:
-    path = _existing(spec.data_path / getattr(spec.data, split), "label file")
-    return read_csv_file(spec, path)
+    name = spec.data.train if spec.data.format == "pixels_csv" else getattr(spec.data, split)
+    path = _existing(spec.data_path / name, "label file")
+    if path.suffix.lower() == ".parquet":
+        raw = read_parquet_file(spec, path)
+    elif spec.data.image_source == "pixels" and spec.data.pixels_prefix:
+        raw = _read_wide_csv(spec, path)
+    else:
+        raw = read_csv_file(spec, path)
+    return _take_pixels(spec, raw) if spec.data.image_source == "pixels" else raw
+
+
+def read_parquet_file(spec: Spec, path: Path) -> RawSplit:
+    """A Parquet label file: columns as strings (whole floats as integers); rows numbered from 1."""
+    from mtlkaggle.data.sources import require
+
+    require("pyarrow", f"{path} (a Parquet label file)")
+    try:
+        frame = pd.read_parquet(path)
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"{path}: not a readable Parquet file ({str(e).splitlines()[0]}); {_FIX_DATA}"
+        ) from None
+    pixel = _pixel_names(spec, frame.columns)
+    for column in frame.columns:
+        if column not in pixel:
+            frame[column] = _as_text(frame[column])
+    return RawSplit(frame, path, np.arange(len(frame)) + 1)
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(int).astype(str)
+    if pd.api.types.is_float_dtype(values):
+        whole = values.notna().all() and bool((values == values.round()).all())
+        return (
+            values.astype("int64").astype(str)
+            if whole
+            else values.map(lambda v: "" if pd.isna(v) else repr(v))
+        )
+    return values.map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+
+
+def _pixel_names(spec: Spec, columns) -> set[str]:
+    prefix = spec.data.pixels_prefix
+    if spec.data.image_source != "pixels" or not prefix:
+        return set()
+    return {c for c in columns if str(c).startswith(prefix) and str(c)[len(prefix) :].isdigit()}
+
+
+def _read_wide_csv(spec: Spec, path: Path) -> RawSplit:
+    """A CSV with one column per pixel, read by pandas (other columns as text; line = row + 2)."""
+    try:
+        header = pd.read_csv(path, sep=spec.data.sep, nrows=0).columns
+        text = {c: str for c in header if c not in _pixel_names(spec, header)}
+        frame = pd.read_csv(path, sep=spec.data.sep, dtype=text, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot parse as CSV ({str(e).splitlines()[0]}); {_FIX_DATA}") from None
+    return RawSplit(frame, path, np.arange(len(frame)) + 2)
+
+
+def _take_pixels(spec: Spec, raw: RawSplit) -> RawSplit:
+    """Move the pixel column(s) out of the frame into ``raw.pixels`` (checked when each row is read)."""
+    data, frame = spec.data, raw.frame
+    if data.pixels_prefix is None:
+        if data.pixels_column not in frame.columns:
+            raw.problems.append(
+                Problem(str(raw.file), 1, None, f"missing pixel column '{data.pixels_column}'")
+            )
+            return raw
+        raw.pixels = frame[data.pixels_column].to_numpy(dtype=object)
+        raw.frame = frame.drop(columns=[data.pixels_column])
+        return raw
+    size = int(np.prod(data.pixels_shape))
+    names = [f"{data.pixels_prefix}{k}" for k in range(size)]
+    missing = [c for c in names if c not in frame.columns]
+    if missing:
+        raw.problems.append(
+            Problem(
+                str(raw.file),
+                1,
+                None,
+                f"pixels_shape {list(data.pixels_shape)} needs columns {names[0]}..{names[-1]}; "
+                f"{len(missing)} missing (first: {missing[0]})",
+            )
+        )
+        return raw
+    block = frame[names].apply(lambda c: pd.to_numeric(c, errors="coerce"))
+    raw.pixels = block.to_numpy(dtype=np.float32)
+    raw.frame = frame.drop(columns=list(_pixel_names(spec, frame.columns)))
+    return raw
 
 
 def read_csv_file(spec: Spec, path: Path) -> RawSplit:
@@ -204,34 +296,6 @@ def _read_utkface(spec: Spec, split: str, labelled: bool) -> RawSplit:
     return RawSplit(frame, folder, np.full(len(frame), -1), problems=problems)
 
 
-def _read_pixels(spec: Spec, split: str, labelled: bool) -> RawSplit:
-    """Kaggle's age_gender.csv: 48x48 grayscale images as space-separated strings, kept in memory."""
-    path = _existing(spec.data_path / spec.data.train, "CSV file")
-    raw = read_csv_file(spec, path)
-    column, shape = spec.data.pixels_column, spec.data.pixels_shape
-    if column not in raw.frame.columns:
-        raw.problems.append(Problem(str(path), 1, None, f"missing pixel column '{column}'"))
-        return raw
-    size = shape[0] * shape[1]
-    images = np.zeros((len(raw.frame), *shape), dtype=np.uint8)
-    for row, text in enumerate(raw.frame[column]):
-        try:
-            values = np.array(text.split(), dtype=np.int64)
-            if values.size != size or values.min() < 0 or values.max() > 255:
-                raise ValueError
-        except ValueError:
-            raw.problems.append(
-                Problem(
-                    str(path), row + 2, column, f"expected {size} grayscale values 0-255 separated by spaces"
-                )
-            )
-            continue
-        images[row] = values.reshape(shape)
-    raw.images = images
-    raw.frame = raw.frame.drop(columns=[column])
-    return raw
-
-
 def _read_celeba(spec: Spec, split: str, labelled: bool) -> RawSplit:
     """CelebA: list_attr_celeba.txt (count, 40 names, then name and 40 values of 1/-1) + partition."""
     attr_path = _existing(spec.data_path / spec.data.train, "attribute file")
@@ -291,7 +355,7 @@ def _take(raw: RawSplit, mask: np.ndarray) -> RawSplit:
         raw.frame.iloc[index].reset_index(drop=True),
         raw.file,
         raw.lines[index],
-        raw.images[index] if raw.images is not None else None,
+        raw.pixels[index] if raw.pixels is not None else None,
         raw.problems,
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -14,7 +15,7 @@ class ImageReadError(Exception):
 
 
 def load_image(path: Path, draft_size: int | None = None) -> np.ndarray:
-    """Decode an image as an RGB uint8 array (H, W, 3).
+    """Decode an image file as an RGB uint8 array (H, W, 3).
 
     Grayscale, palette and RGBA images are converted to RGB; 16-bit images (PIL modes ``I;16``
     and ``I``) are scaled to 8 bits (65535 -> 255), never clipped. Images larger than PIL's
@@ -25,28 +26,41 @@ def load_image(path: Path, draft_size: int | None = None) -> np.ndarray:
     Raises:
         ImageReadError: missing, unreadable, truncated or too large, naming the file.
     """
+    return decode_image(path, str(path), draft_size)
+
+
+def decode_image(
+    source: Path | BinaryIO, name: str, draft_size: int | None = None, gray: bool = False
+) -> np.ndarray:
+    """Decode an image file or file-like object (encoded bytes) as RGB (H, W, 3) or, with ``gray``, (H, W).
+
+    ``name`` says where the image is in error messages (a path, or a container and key).
+
+    Raises:
+        ImageReadError: missing, unreadable, truncated or too large, naming ``name``.
+    """
     from PIL import Image, UnidentifiedImageError
 
     _quiet_bomb_warning()
     try:
-        with Image.open(path) as img:
-            _refuse_bombs(img, path, Image.MAX_IMAGE_PIXELS)
+        with Image.open(source) as img:
+            _refuse_bombs(img, name, Image.MAX_IMAGE_PIXELS)
             if draft_size and img.format == "JPEG":
                 w, h = img.size
                 scale = draft_size / min(w, h)
-                img.draft("RGB", (math.ceil(w * scale), math.ceil(h * scale)))
+                img.draft("L" if gray else "RGB", (math.ceil(w * scale), math.ceil(h * scale)))
             if img.mode in _SIXTEEN_BIT:
-                return _sixteen_bit_to_rgb(img)
-            rgb = img.convert("RGB")
-            return np.asarray(rgb)
+                rgb = _sixteen_bit_to_rgb(img)
+                return rgb[..., 0] if gray else rgb
+            return np.asarray(img.convert("L" if gray else "RGB"))
     except FileNotFoundError:
-        raise ImageReadError(f"{path}: image not found") from None
+        raise ImageReadError(f"{name}: image not found") from None
     except Image.DecompressionBombError as e:
         raise ImageReadError(
-            f"{path}: refused as a decompression bomb ({e}); shrink the image or remove it"
+            f"{name}: refused as a decompression bomb ({e}); shrink the image or remove it"
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(f"{path}: unreadable image ({e})") from None
+        raise ImageReadError(f"{name}: unreadable image ({e})") from None
 
 
 _SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
@@ -59,7 +73,7 @@ def _sixteen_bit_to_rgb(img) -> np.ndarray:
     return np.repeat(gray[..., None], 3, axis=2)
 
 
-def _refuse_bombs(img, path: Path, limit: int | None) -> None:
+def _refuse_bombs(img, path: Path | str, limit: int | None) -> None:
     """Refuse an image over the pixel limit before it is decoded (PIL only warns below 2x the limit)."""
     w, h = img.size
     if limit and w * h > limit:

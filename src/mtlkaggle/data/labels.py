@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 
 from mtlkaggle.data.formats import RawSplit, has_split, read_csv_file, read_raw
+from mtlkaggle.data.locate import build_source, image_columns
 from mtlkaggle.data.long import pivot_long, unique_ids
+from mtlkaggle.data.sources import FileSource, ImageSource
 from mtlkaggle.errors import Problem, UserError
 from mtlkaggle.spec import Spec, TaskSpec
 
@@ -34,10 +36,12 @@ __all__ = [
 
 @dataclass
 class LabelTable:
-    """The rows of one split: ids, image paths, and decoded targets per task.
+    """The rows of one split: ids, image locations, the image source, and decoded targets per task.
 
     Targets: multiclass -> int64 (n,), multilabel -> float32 (n, L) of 0/1,
     regression -> float32 (n,). ``targets`` is empty for an unlabelled test file.
+    ``paths`` names each row's image file (the container for pixels and HDF5); ``source`` reads
+    the images (default: the files at ``paths``).
     """
 
     split: str
@@ -45,8 +49,12 @@ class LabelTable:
     ids: np.ndarray
     paths: list[Path]
     targets: dict[str, np.ndarray] = field(default_factory=dict)
-    images: np.ndarray | None = None  # images held in memory (pixel-string formats)
+    source: ImageSource | None = None
     lines: np.ndarray | None = None  # each row's line in ``file`` (-1 where rows are not lines)
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            self.source = FileSource(list(self.paths))
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -64,7 +72,7 @@ class LabelTable:
             self.ids[index],
             [self.paths[i] for i in index],
             {k: v[index] for k, v in self.targets.items()},
-            self.images[index] if self.images is not None else None,
+            self.source.subset(index),
             self.lines[index] if self.lines is not None else None,
         )
 
@@ -127,7 +135,7 @@ def _parse_raw(spec: Spec, raw: RawSplit, labelled: bool, split: str) -> tuple[L
     frame, path = raw.frame, raw.file
     problems: list[Problem] = list(raw.problems)
     name = str(path)
-    needed = {spec.data.id_column, spec.data.image_column}
+    needed = {spec.data.id_column, *image_columns(spec, split)}
     if labelled:
         for task in spec.tasks:
             needed.update(task.columns or [task.column])
@@ -143,12 +151,12 @@ def _parse_raw(spec: Spec, raw: RawSplit, labelled: bool, split: str) -> tuple[L
     ids = frame[spec.data.id_column].to_numpy(dtype=object)
     lines = raw.lines
     _check_ids(ids, spec.data.id_column, name, problems, lines)
-    paths = _image_paths(spec, frame[spec.data.image_column], name, problems, lines)
+    paths, source = build_source(spec, split, frame, raw.pixels, path, np.asarray(lines), problems)
     targets = {}
     if labelled:
         for task in spec.tasks:
             targets[task.name] = decode_task(task, frame, name, problems, lines)
-    return LabelTable(split, path, ids, paths, targets, raw.images, np.asarray(lines)), problems
+    return LabelTable(split, path, ids, paths, targets, source, np.asarray(lines)), problems
 
 
 def _check_ids(ids: np.ndarray, column: str, file: str, problems: list[Problem], lines: np.ndarray) -> None:
@@ -163,27 +171,6 @@ def _check_ids(ids: np.ndarray, column: str, file: str, problems: list[Problem],
             )
         else:
             seen[value] = line
-
-
-def _image_paths(
-    spec: Spec, values: pd.Series, file: str, problems: list[Problem], lines: np.ndarray
-) -> list[Path]:
-    root = (spec.data_path / spec.data.image_dir).resolve()
-    paths = []
-    for row, value in enumerate(values):
-        rel = Path(value)
-        resolved = (root / rel).resolve()
-        if rel.is_absolute() or not resolved.is_relative_to(root):
-            problems.append(
-                Problem(
-                    file,
-                    int(lines[row]),
-                    spec.data.image_column,
-                    f"image path '{value}' escapes the data folder {root}; use a relative path inside it",
-                )
-            )
-        paths.append(resolved)
-    return paths
 
 
 def decode_task(

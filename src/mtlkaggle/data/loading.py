@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from mtlkaggle.data.images import ImageReadError, load_image
+from mtlkaggle.data.images import ImageReadError
 from mtlkaggle.data.labels import LabelTable
 from mtlkaggle.spec import Spec
 
@@ -66,7 +66,9 @@ class ImageDataset:
     so a sample's augmentation depends on (run seed, epoch, index) only: not on worker count,
     batch order, the number of processes or whether the run was resumed.
 
-    An unreadable image never raises here: it yields ``{"bad": "PATH: what is wrong"}``, and
+    Images come from the table's :class:`~mtlkaggle.data.sources.ImageSource` (files, pixel
+    columns, HDF5, channel files, DICOM), decoded here, in the worker. An unreadable image never
+    raises here: it yields ``{"bad": "WHERE: what is wrong"}``, and
     :func:`collate` lists it under the batch's ``bad`` key, so the process that consumes batches
     reports it (or skips it) the same way whether it was read in a worker or not.
     """
@@ -84,14 +86,10 @@ class ImageDataset:
         i, seed = key if isinstance(key, tuple) else (key, None)
         if seed is not None and hasattr(self.transform, "set_random_seed"):
             self.transform.set_random_seed(seed)
-        if self.table.images is not None:
-            image = self.table.images[i]
-            image = np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
-        else:
-            try:
-                image = load_image(self.table.paths[i], self.draft_size)
-            except ImageReadError as e:
-                return {"bad": str(e), "index": i}
+        try:
+            image = self.table.source.read(i, self.draft_size)
+        except ImageReadError as e:
+            return {"bad": str(e), "index": i}
         image = self.transform(image=image)["image"]
         sample = {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),

@@ -138,6 +138,6 @@ def unique_ids(spec: Spec, raw: RawSplit) -> RawSplit:
         raw.frame.iloc[keep].reset_index(drop=True),
         raw.file,
         raw.lines[keep],
-        raw.images[keep] if raw.images is not None else None,
+        raw.pixels[keep] if raw.pixels is not None else None,
         raw.problems,
     )

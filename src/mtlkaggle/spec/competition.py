@@ -59,6 +59,11 @@ class Spec(_Strict):
             unknown = [t for t in sub.columns.values() if t not in names]
             if unknown:
                 raise ValueError(f"submission '{sub.file}' names unknown task(s) {unknown}")
+        if self.data.in_chans != 3 and self.augment.color_jitter:
+            raise ValueError(
+                f"augment.color_jitter needs RGB images, and data gives {self.data.in_chans} channels; "
+                "set color_jitter = 0"
+            )
         if self.monitor is not None:
             task, _, metric = self.monitor.partition("/")
             if task not in names or metric not in self.task(task).resolved_metrics:
