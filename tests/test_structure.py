@@ -29,6 +29,7 @@ LAYERS: list[tuple[str, ...]] = [
         "mtlkaggle.mixing",
         "mtlkaggle.probabilities",
         "mtlkaggle.submission",
+        "mtlkaggle.submission_cells",
         "mtlkaggle.demo",
         "mtlkaggle.trackers",
     ),

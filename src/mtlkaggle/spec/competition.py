@@ -36,9 +36,7 @@ class Spec(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be unique, got {names}")
         for sub in self.submissions:
-            unknown = [t for t in sub.columns.values() if t not in names]
-            if unknown:
-                raise ValueError(f"submission '{sub.file}' names unknown task(s) {unknown}")
+            sub.check_tasks({t.name: t for t in self.tasks})
         if self.monitor is not None:
             task, _, metric = self.monitor.partition("/")
             if task not in names or metric not in self.task(task).resolved_metrics:

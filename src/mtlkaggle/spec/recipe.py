@@ -68,12 +68,19 @@ class TrainSpec(_Strict):
     n_splits: int = Field(5, ge=2)
 
 
-TTA_VIEW = r"^(hflip|vflip|zoom:[0-9.]+|hflip\+zoom:[0-9.]+|crop:0?\.[0-9]+:(tl|tr|bl|br|c))$"
+TTA_VIEW = r"^(identity|hflip|vflip|zoom:[0-9.]+|hflip\+zoom:[0-9.]+|crop:0?\.[0-9]+:(tl|tr|bl|br|c))$"
 
 
 class PredictSpec(_Strict):
     """Inference: test-time augmentation views (beside the plain view) and batch size."""
 
-    tta: list[Annotated[str, StringConstraints(pattern=TTA_VIEW)]] = Field(default_factory=lambda: ["hflip"])
-    batch_size: int = Field(64, ge=1)
-    threshold_candidates: int = Field(99, ge=3)
+    tta: list[Annotated[str, StringConstraints(pattern=TTA_VIEW)]] = Field(
+        default_factory=lambda: ["hflip"],
+        description="Views averaged with the plain one under --tta (predict, bundles, notebooks): "
+        "hflip, vflip, zoom:S, hflip+zoom:S, crop:F:POS; default ['hflip']; [] or ['identity'] = the "
+        "plain view only, for classes a flip changes (digits, characters).",
+    )
+    batch_size: int = Field(64, ge=1, description="Images per inference batch (default 64).")
+    threshold_candidates: int = Field(
+        99, ge=3, description="Thresholds tried per label when tuning (default 99)."
+    )
