@@ -72,8 +72,10 @@ def validate_predictions(
             raise UserError(f"task '{task.name}': {len(pred)} predictions for {len(ids)} test rows")
         if task.kind == "multiclass" and (pred.min() < 0 or pred.max() >= task.size):
             raise UserError(f"task '{task.name}': class {int(pred.max())} outside 0..{task.size - 1}")
-        if task.kind != "regression" and task.kind != "multiclass" and not np.isin(pred, (0, 1)).all():
+        if task.kind == "multilabel" and not np.isin(pred, (0, 1)).all():
             raise UserError(f"task '{task.name}': multi-label predictions must be 0/1")
+        if task.kind == "binary" and not (np.isfinite(pred).all() and ((pred >= 0) & (pred <= 1)).all()):
+            raise UserError(f"task '{task.name}': binary predictions must be probabilities or 0/1 in [0, 1]")
         if task.kind == "regression" and not np.isfinite(pred).all():
             raise UserError(
                 f"task '{task.name}': {int((~np.isfinite(pred)).sum())} predictions are NaN or inf"

@@ -35,7 +35,13 @@ _RunWeights = Annotated[
 
 _Folds = Annotated[str | None, typer.Option(help="Comma-separated folds (default: every trained fold).")]
 
-_Tta = Annotated[bool, typer.Option("--tta/--no-tta", help="Average over the spec's TTA views too.")]
+_Tta = Annotated[
+    bool,
+    typer.Option(
+        "--tta/--no-tta",
+        help="Average over the spec's TTA views too ([predict] tta; [] = the plain view only).",
+    ),
+]
 
 _Views = Annotated[
     str | None,
