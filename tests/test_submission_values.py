@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from mtlkaggle.errors import UserError
-from mtlkaggle.probabilities import probability_frame
 from mtlkaggle.spec import Spec
 from mtlkaggle.submission import check_file, read_submission, render_submission, write_submissions
 
@@ -252,22 +251,6 @@ def test_a_hand_corrected_file_the_format_allows_is_accepted(isic):
     ids, back = read_submission(spec, spec.submissions[0], folder / "s.csv")
     assert ids == ["a", "b"] and back["disease"].tolist() == [2, 0]
     np.testing.assert_array_equal(back["melanoma"][:, 1], [0.5, 1.0])
-
-
-def test_probability_table_names_columns_by_class():
-    spec = _spec([DISEASE, AGE, {"name": "digit", "kind": "multiclass", "column": "x", "num_classes": 2}], [])
-    frame = probability_frame(
-        spec, IDS, {"disease": PROBS["disease"], "age": PROBS["age"], "digit": np.array([[0.5, 0.5]] * 2)}
-    )
-    assert list(frame.columns) == [
-        "id",
-        "disease:healthy",
-        "disease:rust",
-        "disease:scab",
-        "age",
-        "digit:0",
-        "digit:1",
-    ]
 
 
 def test_submit_dry_run_needs_no_kaggle_slug(workspace, runner, monkeypatch):
