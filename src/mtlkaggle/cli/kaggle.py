@@ -13,19 +13,21 @@ from mtlkaggle.cli.options import Comp, DataDir, Json, console, err_console, pri
 from mtlkaggle.cli.tables import submissions_table
 from mtlkaggle.errors import UserError
 
+_DryRun = Annotated[
+    bool,
+    typer.Option(
+        help="Check every file as Kaggle reads it and show what would be sent; upload nothing "
+        "(needs no Kaggle slug or credentials)."
+    ),
+]
+
 
 @user_errors
 def submit(
     comp: Comp,
     message: Annotated[str, typer.Option(help="Submission description shown on Kaggle.")] = "mtlkaggle",
     submission_dir: Annotated[Path | None, typer.Option(help="Default: submissions/COMP.")] = None,
-    dry_run: Annotated[
-        bool,
-        typer.Option(
-            help="Check every file as Kaggle reads it and show what would be sent; upload nothing "
-            "(needs no Kaggle slug or credentials)."
-        ),
-    ] = False,
+    dry_run: _DryRun = False,
     wait: Annotated[
         bool,
         typer.Option("--wait/--no-wait", help="Wait until Kaggle has scored each file; print the scores."),
