@@ -186,7 +186,8 @@ def test_long_file_per_class_probabilities_rsna_style(tmp_path):
 def test_a_sample_whose_ids_differ_from_the_test_file_stops_predict(tmp_path):
     (tmp_path / "sample_submission.csv").write_text("row_id,target\nTest_0_grapheme_root,0\n")
     spec = _spec(BENGALI, [BENGALI_SUB], str(tmp_path))
-    with pytest.raises(UserError, match=r"5 id\(s\) are not in the sample submission sample_submission.csv"):
+    missing = r"sample_submission.csv: 5 id\(s\) of the rows the test file gives are missing"
+    with pytest.raises(UserError, match=missing):
         write_submissions(spec, BENGALI_IDS, BENGALI_DECIDED, BENGALI_IDS, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

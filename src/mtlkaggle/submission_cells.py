@@ -338,6 +338,6 @@ def sample_order(spec: Spec, sub: SubmissionSpec, planned: list[str]) -> list[in
             raise UserError(f"{path}: {len(rows)} rows, the test file gives {len(planned)}; {fix}")
         return None
     sample_ids = [row[0] if row else "" for row in rows]
-    check_ids("predictions", planned, sample_ids, f"the sample submission {path.name}", fix)
+    check_ids(str(path), sample_ids, planned, "the rows the test file gives", fix)
     position = {value: k for k, value in enumerate(planned)}
     return [position[value] for value in sample_ids]
