@@ -276,3 +276,20 @@ def test_submit_dry_run_needs_no_kaggle_slug(workspace, runner, monkeypatch):
     assert result.output.count(f"would submit {len(test)} rows") == 2
     sent = runner.invoke(app, ["submit", "demo"])  # an upload does need one, and says so
     assert sent.exit_code == 2 and "names no Kaggle competition" in sent.output
+
+
+def test_a_regression_task_decided_into_grades_writes_labels(tmp_path):
+    # APTOS: a regression head, cut into grades 0-4 (the decision), written as the grade
+    grade = {"name": "grade", "kind": "regression", "column": "diagnosis", "num_classes": 5}
+    sub = {"file": "s.csv", "id_column": "id_code", "columns": {"diagnosis": "grade"}, "values": "label"}
+    spec = _spec([grade], [sub])
+    assert render_submission(spec, spec.submissions[0], IDS, {"grade": np.array([3.0, 0.0])}) == (
+        "id_code,diagnosis\na,3\nb,0\n"
+    )
+    (tmp_path / "s.csv").write_text("id_code,diagnosis\na,2.5\nb,0\n")
+    with pytest.raises(
+        UserError, match=r"row 'a', column 'diagnosis': '2.5' is not a class index of 'grade' \(0..4\)"
+    ):
+        check_file(spec, spec.submissions[0], tmp_path / "s.csv", IDS)
+    (tmp_path / "s.csv").write_text("id_code,diagnosis\na,4\nb,0\n")
+    assert check_file(spec, spec.submissions[0], tmp_path / "s.csv", IDS) == 2

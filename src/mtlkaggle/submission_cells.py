@@ -135,9 +135,12 @@ def clip_bound(task: TaskSpec, sub: SubmissionSpec) -> float:
 
 
 def file_class_names(task: TaskSpec) -> list[str]:
-    """The class names a file writes (a binary task naming both classes: both)."""
-    if task.size == 1 and task.classes and len(task.classes) == 2:  # a binary task naming both classes
-        return list(task.classes)
+    """The names of a task's labels in a file: its classes; a binary task's two (its ``classes``
+    when it names both, else 0 and 1); a regression task decided into classes: 0..K-1."""
+    if task.kind == "binary":
+        return list(task.classes) if task.classes and len(task.classes) == 2 else ["0", "1"]
+    if task.kind == "regression":
+        return [str(k) for k in range(task.num_classes or 0)]
     return task.label_names
 
 
@@ -254,9 +257,11 @@ def _what(cell: Cell, sub: SubmissionSpec) -> str:
         sep = task.label_sep if sub.label_sep is None else sub.label_sep
         kind = f"names ({shown})" if sub.label_format == "name" else f"indices 0..{task.size - 1}"
         return f"labels of '{task.name}' ({kind}) separated by {sep!r}"
+    if not names:
+        return f"a whole number (a class of '{task.name}')"
     if sub.label_format == "name":
         return f"a class of '{task.name}' ({shown})"
-    return f"a class index of '{task.name}' (0..{max(len(names), 1) - 1})"
+    return f"a class index of '{task.name}' (0..{len(names) - 1})"
 
 
 def _number(text: str) -> float:
@@ -278,7 +283,7 @@ def _label(cell: Cell, sub: SubmissionSpec, text: str):
         row = np.zeros(task.size, dtype=np.float32)
         row[found] = 1
         return row
-    if task.kind == "regression":
+    if task.kind == "regression" and not names:  # decided into classes, their number unknown
         return int(text)
     k = names.index(text) if sub.label_format == "name" else int(text)
     if not 0 <= k < len(names):
