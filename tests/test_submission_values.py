@@ -293,3 +293,30 @@ def test_a_regression_task_decided_into_grades_writes_labels(tmp_path):
         check_file(spec, spec.submissions[0], tmp_path / "s.csv", IDS)
     (tmp_path / "s.csv").write_text("id_code,diagnosis\na,4\nb,0\n")
     assert check_file(spec, spec.submissions[0], tmp_path / "s.csv", IDS) == 2
+
+
+def test_long_files_read_back_one_row_per_image(tmp_path):
+    spec = _spec(BENGALI, [{**BENGALI_SUB, "sample": None}])
+    path = tmp_path / "submission.csv"
+    path.write_text(render_submission(spec, spec.submissions[0], BENGALI_IDS, BENGALI_DECIDED))
+    ids, back = read_submission(spec, spec.submissions[0], path)
+    assert ids == ["Test_0", "Test_1"]
+    for name, decided in BENGALI_DECIDED.items():
+        np.testing.assert_array_equal(back[name], decided)
+    # an image whose id holds the separator, and classes that end like one another
+    hemorrhage = {"name": "h", "kind": "multilabel", "column": "h", "classes": ["any", "many"]}
+    sub = {"file": "s.csv", "id_column": "ID", "id_template": "ID_{image}_{class}", "columns": {"Label": "h"}}
+    spec = _spec([hemorrhage], [sub])
+    probs = {"h": np.array([[0.25, 0.5], [0.125, 1.0]])}
+    ids = np.array(["a_b", "c"], dtype=object)
+    path.write_text(render_submission(spec, spec.submissions[0], ids, {"h": probs["h"] > 0.5}, probs))
+    assert path.read_text().splitlines()[1:3] == ["ID_a_b_any,0.2500", "ID_a_b_many,0.5000"]
+    got_ids, back = read_submission(spec, spec.submissions[0], path)
+    assert got_ids == ["a_b", "c"]
+    np.testing.assert_array_equal(back["h"], probs["h"])
+    path.write_text("ID,Label\nID_a_b_any,0.25\nID_a_b_few,0.5\n")
+    with pytest.raises(
+        UserError,
+        match=r"submission.csv:3: row 'ID_a_b_few' is not an id of the form 'ID_\{image\}_\{class\}'",
+    ):
+        read_submission(spec, spec.submissions[0], path)

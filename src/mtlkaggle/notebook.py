@@ -316,11 +316,10 @@ def check_submission_csv(spec: Spec, path: Path) -> str:
     test = spec.data.test
     if not test or not (spec.data_path / test).is_file():
         missing = test or "test file"
-        if sub.long:  # a long file's cells are known from the test ids only
-            return f"a long file in the format of {sub.file} (no local {missing}: rows not checked)"
         _, predictions = read_submission(spec, sub, path)
         rows = len(next(iter(predictions.values()))) if predictions else 0
-        return f"{rows} rows in the format of {sub.file} (no local {missing}: ids not checked)"
+        images = " (images)" if sub.long else ""
+        return f"{rows} rows{images} in the format of {sub.file} (no local {missing}: ids not checked)"
     from mtlkaggle.data import read_split
 
     test_ids = list(read_split(spec, "test", labelled=False).ids)

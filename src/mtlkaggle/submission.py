@@ -29,6 +29,7 @@ from mtlkaggle.submission_cells import (
     check_ids,
     column_text,
     header,
+    long_row_keys,
     parse_cell,
     plan,
     read_rows,
@@ -143,37 +144,70 @@ def write_submissions(
 def read_submission(
     spec: Spec, sub: SubmissionSpec, path: Path
 ) -> tuple[list[str] | None, dict[str, np.ndarray]]:
-    """Parse a wide submission file back into ids (None without an id column) and predictions:
-    decided labels and values per task; a task's probability cells as an (n, classes) array
-    (NaN for classes the file does not hold).
+    """Parse a submission file back into image ids (None without an id column) and predictions
+    per task, one row per image: decided labels and values; a task's probability cells as an
+    (n, classes) array (NaN for classes the file does not hold). A long file's rows are split
+    back into image, task and class by its ``id_template``.
 
     Raises:
         UserError: naming the file, line and column of the first malformed row or cell.
     """
-    if sub.long:
-        raise UserError(
-            f"{path}: a long file (one row per image and task) is checked with `submit --dry-run`"
-        )
     cells = plan(spec, sub)
     rows, start = read_rows(spec, sub, path)
-    offset = 1 if sub.id_column else 0
-    ids: list[str] = []
-    values: dict[str, list] = {}
-    probs = {c.task.name: np.full((len(rows), c.task.size), np.nan) for c in cells if c.kind == "probability"}
-    for r, row in enumerate(rows):
-        if sub.id_column:
-            ids.append(row[0])
-        for cell, text in zip(cells, row[offset:], strict=True):
-            where = f"{path}:{start + r}: " + (f"row '{row[0]}', " if sub.id_column else "")
-            where += f"column '{cell.column}'"
-            value = parse_cell(cell, sub, text, where)
-            if cell.kind == "probability":
-                probs[cell.task.name][r, cell.index] = value
-            else:
-                values.setdefault(cell.task.name, []).append(value)
-    out = {k: np.array(v) for k, v in values.items()}
-    out.update({k: v for k, v in probs.items() if k not in out})
-    return (ids if sub.id_column else None), out
+    if sub.long:
+        ids, found = _read_long(sub, cells, rows, start, path)
+    else:
+        offset = 1 if sub.id_column else 0
+        ids = [row[0] for row in rows] if sub.id_column else None
+        found = [
+            (
+                cell,
+                [
+                    _parse_at(sub, cell, row, row[offset + c], line, path)
+                    for line, row in enumerate(rows, start)
+                ],
+            )
+            for c, cell in enumerate(cells)
+        ]
+    n = len(ids) if ids is not None else len(rows)
+    out: dict[str, np.ndarray] = {}
+    for cell, values in found:
+        if cell.kind == "probability":
+            probs = out.setdefault(cell.task.name, np.full((n, cell.task.size), np.nan))
+            probs[:, cell.index] = values
+        else:
+            out[cell.task.name] = np.array(values)
+    return ids, out
+
+
+def _parse_at(sub: SubmissionSpec, cell, row: list[str], text: str, line: int, path: Path):
+    where = f"{path}:{line}: " + (f"row '{row[0]}', " if sub.id_column else "")
+    return parse_cell(cell, sub, text, where + f"column '{cell.column}'")
+
+
+def _read_long(sub: SubmissionSpec, cells: list, rows: list[list[str]], start: int, path: Path):
+    """A long file's image ids (in first-seen order) and each cell's values, one per image."""
+    pattern, by_key = long_row_keys(sub, cells)
+    column = next(iter(sub.columns))
+    images: dict[str, int] = {}
+    seen: dict[tuple, object] = {}
+    for line, row in enumerate(rows, start=start):
+        match = pattern.fullmatch(row[0])
+        if match is None:
+            raise UserError(f"{path}:{line}: row '{row[0]}' is not an id of the form {sub.id_template!r}")
+        key = (match.groupdict().get("task") or cells[0].task.name, match.groupdict().get("cls") or "")
+        image = images.setdefault(match.group("image"), len(images))
+        if (image, key) in seen:
+            raise UserError(f"{path}:{line}: row '{row[0]}' appears more than once")
+        cell = by_key[key]
+        seen[image, key] = parse_cell(cell, sub, row[1], f"{path}:{line}: row '{row[0]}', column '{column}'")
+    found = []
+    for key, cell in by_key.items():
+        missing = [image for image, k in images.items() if (k, key) not in seen]
+        if missing:
+            raise UserError(f"{path}: no row for image '{missing[0]}' and {'/'.join(filter(None, key))}")
+        found.append((cell, [seen[k, key] for k in range(len(images))]))
+    return list(images), found
 
 
 def check_file(spec: Spec, sub: SubmissionSpec, path: Path, test_ids) -> int:

@@ -12,6 +12,7 @@ import csv
 import io
 import math
 import re
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +121,34 @@ def row_ids(sub: SubmissionSpec, cells: list[Cell], image_ids) -> list[str]:
         for image in image_ids
         for cell in cells
     ]
+
+
+def long_row_keys(sub: SubmissionSpec, cells: list[Cell]) -> tuple[re.Pattern, dict[tuple[str, str], Cell]]:
+    """A pattern that splits a long file's row id back into ``image``, ``task`` and ``cls`` (by
+    its ``id_template``), and the cell of each (task, class) key (class "" without ``{class}``)."""
+    from mtlkaggle.spec.output import template_fields
+
+    fields = template_fields(sub.id_template or "")
+    choices = {
+        "task": [c.task.name for c in cells],
+        "class": [c.label for c in cells],
+    }
+    pattern, named = "", set()
+    for literal, name, _, _ in string.Formatter().parse(sub.id_template or ""):
+        pattern += re.escape(literal)
+        if name is None:
+            continue
+        group = "cls" if name == "class" else name
+        if group in named:
+            pattern += f"(?P={group})"
+        elif name == "image":
+            pattern += "(?P<image>.+?)"
+        else:
+            options = sorted(set(choices[name]), key=len, reverse=True)
+            pattern += f"(?P<{group}>" + "|".join(re.escape(o) for o in options) + ")"
+        named.add(group)
+    keys = {(c.task.name, c.label if "class" in fields else ""): c for c in cells}
+    return re.compile(pattern), keys
 
 
 def clip_bound(task: TaskSpec, sub: SubmissionSpec) -> float:
