@@ -32,16 +32,18 @@ def template_fields(template: str) -> list[str]:
 class SubmissionSpec(_Strict):
     """One file Kaggle expects: its name, columns, row layout, and the competition it is uploaded to."""
 
-    file: str
+    file: str = Field(..., description='File name Kaggle expects, e.g. "submission.csv".')
     columns: dict[str, str | list[str]] = Field(
         ...,
         description="Output column -> 'task', 'task:CLASS' (a class's probability) or, under a header "
         "with '{class}', one probability column per class; a list of tasks in long files. "
         "Example: { label = 'disease' } or { '{class}' = 'catheter' }.",
     )
-    id_column: str | None = Field(None, description="Header of the id column; none: no id column.")
+    id_column: str | None = Field(
+        None, description='Header of the id column, e.g. "image_id"; unset: no id column (test order).'
+    )
     header: bool = Field(True, description="Write a header line (default true).")
-    sep: str = Field(",", description="Field separator (default ',').")
+    sep: str = Field(",", description='Field separator (default ",").')
     kaggle: str | None = Field(
         None, description="Kaggle competition slug (needed to upload, not for --dry-run)."
     )
@@ -57,7 +59,7 @@ class SubmissionSpec(_Strict):
     label_sep: str | None = Field(
         None, description="Separator of a multi-label cell's labels (default: the task's label_sep)."
     )
-    float_format: str = Field(".4f", description="Format of probabilities and values (default '.4f').")
+    float_format: str = Field(".4f", description='Format of probabilities and values (default ".4f").')
     clip: float | None = Field(
         None,
         ge=0,
