@@ -45,8 +45,8 @@ def value_kind(task: TaskSpec, sub: SubmissionSpec) -> str:
     task's primary metric scores probabilities, a value for regression, else a label."""
     if sub.values != "auto":
         return sub.values
-    if task.kind == "regression":
-        return "value"
+    if task.kind == "regression":  # a grade cut from a regression output (kappa) is a label
+        return "label" if task.resolved_metrics[0] == "qwk" else "value"
     return "probability" if task.resolved_metrics[0] in PROBABILISTIC else "label"
 
 
