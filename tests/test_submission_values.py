@@ -252,6 +252,8 @@ def test_a_hand_corrected_file_the_format_allows_is_accepted(isic):
     ids, back = read_submission(spec, spec.submissions[0], folder / "s.csv")
     assert ids == ["a", "b"] and back["disease"].tolist() == [2, 0]
     np.testing.assert_array_equal(back["melanoma"][:, 1], [0.5, 1.0])
+    # saved by a Windows editor: CRLF line ends, a BOM, a blank line at the end
+    assert _check(spec, folder / "s.csv", "\ufeffisic_id,target,label\r\na,0.50,2\r\nb,1e-3,0\r\n\r\n") == 2
 
 
 def test_submit_dry_run_needs_no_kaggle_slug(workspace, runner, monkeypatch):
@@ -320,3 +322,12 @@ def test_long_files_read_back_one_row_per_image(tmp_path):
         match=r"submission.csv:3: row 'ID_a_b_few' is not an id of the form 'ID_\{image\}_\{class\}'",
     ):
         read_submission(spec, spec.submissions[0], path)
+
+
+def test_a_wide_file_follows_the_sample_order_and_its_own_check(isic):
+    spec, folder = isic  # the sample lists b before a; the test file a before b
+    decided = {"melanoma": np.array([1, 0]), "disease": np.array([2, 0])}
+    write_submissions(spec, IDS, decided, IDS, folder / "out", PROBS)
+    text = (folder / "out/submission.csv").read_text()
+    assert text == "isic_id,target,label\nb,0.0000,0\na,0.7500,2\n"
+    assert check_file(spec, spec.submissions[0], folder / "out/submission.csv", IDS) == 2

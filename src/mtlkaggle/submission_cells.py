@@ -261,6 +261,8 @@ def read_rows(spec: Spec, sub: SubmissionSpec, path: Path) -> tuple[list[list[st
     """
     fix = f"write it with `mtlkaggle predict {spec.name}`"
     rows = _csv_rows(path, sub.sep, fix, "submission file")
+    while rows and rows[-1] == []:  # blank lines at the end (an editor's): Kaggle skips them
+        rows.pop()
     expected = header(spec, sub)
     start = 0
     if sub.header:
