@@ -331,3 +331,7 @@ def test_a_wide_file_follows_the_sample_order_and_its_own_check(isic):
     text = (folder / "out/submission.csv").read_text()
     assert text == "isic_id,target,label\nb,0.0000,0\na,0.7500,2\n"
     assert check_file(spec, spec.submissions[0], folder / "out/submission.csv", IDS) == 2
+    bad = {**PROBS, "melanoma": np.array([[0.5, np.nan], [0.2, 0.8]])}
+    with pytest.raises(UserError, match="task 'melanoma': probabilities must be finite and within"):
+        write_submissions(spec, IDS, decided, IDS, folder / "bad", bad)
+    assert not (folder / "bad").exists()

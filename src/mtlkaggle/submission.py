@@ -81,10 +81,12 @@ def validate_predictions(
             raise UserError(
                 f"task '{task.name}': {int((~np.isfinite(pred)).sum())} predictions are NaN or inf"
             )
-    for name, p in (probabilities or {}).items():
-        p = np.asarray(p, dtype=np.float64)
-        if spec.task(name).kind != "regression" and not (np.isfinite(p) & (p >= 0) & (p <= 1)).all():
-            raise UserError(f"task '{name}': probabilities must be finite and within [0, 1]; {fix}")
+    for task in spec.tasks:
+        if task.kind == "regression" or task.name not in (probabilities or {}):
+            continue
+        p = np.asarray(probabilities[task.name], dtype=np.float64)
+        if not (np.isfinite(p) & (p >= 0) & (p <= 1)).all():
+            raise UserError(f"task '{task.name}': probabilities must be finite and within [0, 1]; {fix}")
 
 
 def render_submission(
