@@ -11,7 +11,7 @@ import pytest
 
 from mtlkaggle.errors import UserError
 from mtlkaggle.spec import Spec
-from mtlkaggle.submission import check_file, read_submission, render_submission, write_submissions
+from mtlkaggle.submission import check_file, file_rows, read_submission, render_submission, write_submissions
 
 IDS = np.array(["a", "b"], dtype=object)
 
@@ -164,6 +164,7 @@ def test_long_file_in_the_sample_submissions_order(tmp_path):
         "Test_0_consonant_diacritic,5\nTest_0_grapheme_root,3\nTest_0_vowel_diacritic,0\n"
     )
     assert check_file(spec, spec.submissions[0], tmp_path / "out/submission.csv", BENGALI_IDS) == 6
+    assert file_rows(spec, spec.submissions[0], len(BENGALI_IDS)) == 6  # what predict's table shows
 
 
 def test_long_file_per_class_probabilities_rsna_style(tmp_path):

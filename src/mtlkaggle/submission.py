@@ -41,6 +41,7 @@ from mtlkaggle.submission_cells import (
 __all__ = [
     "check_file",
     "check_ids",
+    "file_rows",
     "read_submission",
     "render_submission",
     "validate_predictions",
@@ -87,6 +88,11 @@ def validate_predictions(
         p = np.asarray(probabilities[task.name], dtype=np.float64)
         if not (np.isfinite(p) & (p >= 0) & (p <= 1)).all():
             raise UserError(f"task '{task.name}': probabilities must be finite and within [0, 1]; {fix}")
+
+
+def file_rows(spec: Spec, sub: SubmissionSpec, images: int) -> int:
+    """The data rows a file holds for ``images`` test images (a long file: one per image and cell)."""
+    return images * len(plan(spec, sub)) if sub.long else images
 
 
 def render_submission(
