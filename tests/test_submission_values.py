@@ -336,3 +336,48 @@ def test_a_wide_file_follows_the_sample_order_and_its_own_check(isic):
     with pytest.raises(UserError, match="task 'melanoma': probabilities must be finite and within"):
         write_submissions(spec, IDS, decided, IDS, folder / "bad", bad)
     assert not (folder / "bad").exists()
+
+
+def _has_binary_and_log_loss() -> bool:
+    from mtlkaggle.spec import METRICS_BY_KIND
+
+    return "binary" in METRICS_BY_KIND and "log_loss" in METRICS_BY_KIND.get("multilabel", ())
+
+
+needs_binary = pytest.mark.skipif(
+    not _has_binary_and_log_loss(), reason="the binary kind and log_loss (issue 21 point 1) are not here"
+)
+
+
+@needs_binary
+def test_auto_values_follow_the_primary_metric_binary_and_log_loss(tmp_path):
+    malignant = {"name": "malignant", "kind": "binary", "column": "target"}  # roc_auc by default
+    labels = {**LABELS, "metrics": ["log_loss"]}
+    subs = [
+        {"file": "isic.csv", "id_column": "isic_id", "columns": {"target": "malignant"}},
+        {"file": "ll.csv", "id_column": "id", "columns": {"{class}": "labels"}, "float_format": ".6f"},
+        {"file": "lab.csv", "id_column": "id", "columns": {"y": "malignant"}, "values": "label"},
+    ]
+    spec = _spec([malignant, labels], subs)
+    probs = {
+        "malignant": np.array([[0.75], [0.125]]),
+        "labels": np.array([[1.0, 0.5, 0.0], [0.25, 0.0, 1.0]]),
+    }
+    decided = {"malignant": np.array([0.75, 0.125]), "labels": (probs["labels"] > 0.5).astype(np.float32)}
+    # AUC scores the probability: it goes out, never the 0/1 decision
+    assert render_submission(spec, spec.submissions[0], IDS, decided, probs) == (
+        "isic_id,target\na,0.7500\nb,0.1250\n"
+    )
+    # log loss: clipped to the format's step, so no cell is 0 or 1 (an infinite loss)
+    assert render_submission(spec, spec.submissions[1], IDS, decided, probs) == (
+        "id,complex,rust,scab\na,0.999999,0.500000,0.000001\nb,0.250000,0.000001,0.999999\n"
+    )
+    assert (
+        render_submission(spec, spec.submissions[2], IDS, {"malignant": np.array([1, 0])})
+        == "id,y\na,1\nb,0\n"
+    )
+    (tmp_path / "lab.csv").write_text("id,y\na,1\nb,2\n")
+    with pytest.raises(
+        UserError, match=r"row 'b', column 'y': '2' is not a class index of 'malignant' \(0..1\)"
+    ):
+        check_file(spec, spec.submissions[2], tmp_path / "lab.csv", IDS)
