@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
         "mtlkaggle.submission_cells",
         "mtlkaggle.demo",
         "mtlkaggle.trackers",
+        "mtlkaggle.tracker_backends",
     ),
     ("mtlkaggle.folds", "mtlkaggle.thresholds", "mtlkaggle.check", "mtlkaggle.evaluate"),
     ("mtlkaggle.engine", "mtlkaggle.engine.*"),

@@ -59,9 +59,14 @@ class FoldLayout:
         return self.dir / "skipped.txt"
 
     @property
+    def trackers(self) -> Path:
+        """The fold's experiment-tracker run ids and last logged epoch (``--log``)."""
+        return self.dir / "trackers.json"
+
+    @property
     def outputs(self) -> tuple[Path, ...]:
         """The files a fresh start removes first."""
-        return (self.best, self.last, self.oof, self.metrics, self.skipped)
+        return (self.best, self.last, self.oof, self.metrics, self.skipped, self.trackers)
 
 
 @dataclass(frozen=True)
@@ -136,6 +141,11 @@ class RunLayout:
     def thresholds(self) -> Path:
         """Tuned thresholds of multi-label tasks."""
         return self.dir / "thresholds.json"
+
+    @property
+    def trackers(self) -> Path:
+        """The run's experiment-tracker run ids: the MLflow parent, the W&B ``cv`` run (``--log``)."""
+        return self.dir / "trackers.json"
 
     @property
     def lock(self) -> Path:

@@ -202,3 +202,80 @@ def _attach_test_scores(spec: Spec, runs: list[RunSummary], root: Path) -> None:
 
 def _same_path(a: str, b: Path) -> bool:
     return Path(a).resolve() == b.resolve()
+
+
+@dataclass
+class MlflowRun:
+    """One mtlkaggle run as MLflow holds it (a parent run and its fold children)."""
+
+    name: str
+    run_id: str
+    status: str
+    start: str
+    folds: int
+    metrics: dict[str, float] = field(default_factory=dict)  # cv/..., oof/..., test/..., lb/...
+
+    def to_json(self) -> dict:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
+def mlflow_runs(spec: Spec, local: list[RunSummary]) -> list[MlflowRun]:
+    """The competition's MLflow runs, newest first, after sending each local run's CV, test and
+    Kaggle (LB) scores to its MLflow parent run (only values MLflow does not hold yet).
+
+    Raises:
+        UserError: mlflow not installed, or no experiment of this competition in the store.
+    """
+    from mtlkaggle.trackers import check_trackers, experiment_name, mlflow_uri, read_ids
+
+    check_trackers(spec.model_copy(update={"log": spec.log.model_copy(update={"trackers": ["mlflow"]})}))
+    from mlflow.tracking import MlflowClient
+
+    uri, name = mlflow_uri(spec), experiment_name(spec)
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        raise UserError(
+            f"{uri}: no MLflow experiment '{name}'; train with `--log mlflow` first "
+            "(or set [log] mlflow_uri / MLFLOW_TRACKING_URI to where it was logged)"
+        )
+    for run in local:
+        saved = read_ids(RunLayout.of(spec.name, run.name).trackers).get("mlflow", {})
+        if saved.get("run_id") and saved.get("uri") == uri:
+            _send_scores(client, saved["run_id"], run)
+    found = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    children: dict[str, int] = {}
+    for r in found:
+        parent = r.data.tags.get("mlflow.parentRunId")
+        if parent:
+            children[parent] = children.get(parent, 0) + 1
+    return [
+        MlflowRun(
+            name=r.data.tags.get("mlflow.runName", r.info.run_id),
+            run_id=r.info.run_id,
+            status=r.info.status,
+            start=datetime.fromtimestamp(r.info.start_time / 1000).isoformat(sep=" ", timespec="minutes"),
+            folds=children.get(r.info.run_id, 0),
+            metrics=dict(sorted(r.data.metrics.items())),
+        )
+        for r in found
+        if "mlflow.parentRunId" not in r.data.tags
+    ]
+
+
+def _send_scores(client, run_id: str, run: RunSummary) -> None:
+    """CV means, test scores and Kaggle public scores of a local run, as metrics of its parent run."""
+    values = {f"cv/{k}": v["mean"] for k, v in run.cv.items()}
+    values |= {f"test/{k}": v for k, v in run.test.items()}
+    for file, score in run.kaggle.items():
+        try:
+            values[f"lb/{Path(file).stem}"] = float(score)
+        except (TypeError, ValueError):  # still pending, or an error status
+            continue
+    from mtlkaggle.trackers import numeric
+
+    held = client.get_run(run_id).data.metrics
+    for key, value in numeric(values).items():
+        if held.get(key) != value:
+            client.log_metric(run_id, key, float(value))

@@ -26,6 +26,7 @@ from mtlkaggle.io import run_lock, write_csv_atomic
 from mtlkaggle.paths import RunLayout
 from mtlkaggle.provenance import note_in_config, write_run_config
 from mtlkaggle.spec import Spec
+from mtlkaggle.trackers import check_trackers, log_run_end, mlflow_parent
 
 __all__ = [
     "FoldResult",
@@ -53,6 +54,7 @@ def train_folds(spec: Spec, folds: list[str], options: TrainOptions, jobs: int =
     runtime = make_runtime(options.device)
     layout = options.run
     with _lock_for_every_rank(layout, runtime):
+        mlflow_parent(spec, layout, runtime.is_main)  # before the folds: --jobs processes share it
         if jobs > 1:
             from mtlkaggle.parallel import train_parallel
 
@@ -144,6 +146,7 @@ def run_training(
     from mtlkaggle.folds import fold_names
 
     rank, _, world = env_rank()
+    check_trackers(spec)
     if jobs > 1 and world > 1:
         raise UserError(
             "--jobs runs folds side by side; under torchrun every process trains one fold: use --jobs 1"
@@ -159,4 +162,5 @@ def run_training(
         from mtlkaggle.thresholds import tune_run
 
         thresholds = tune_run(spec, options.run)
+    log_run_end(spec, options.run, summary, thresholds, rank == 0)
     return TrainOutcome(summary, thresholds, rank == 0, note)

@@ -54,7 +54,19 @@ def evaluate(
 
 
 @user_errors
-def runs(comp: Comp, data_dir: DataDir = None, as_json: Json = False) -> None:
+def runs(
+    comp: Comp,
+    data_dir: DataDir = None,
+    as_json: Json = False,
+    mlflow: Annotated[
+        bool,
+        typer.Option(
+            "--mlflow",
+            help="Also list the competition's MLflow runs ([log] mlflow_uri, $MLFLOW_TRACKING_URI or "
+            "./mlruns), after sending each run's CV, test and Kaggle scores to its MLflow run.",
+        ),
+    ] = False,
+) -> None:
     """Compare every run of a competition in one table, best first by the spec's monitor.
 
     Per run: backbone, image size, epochs, folds trained, CV score of each metric (mean +- std
@@ -62,20 +74,27 @@ def runs(comp: Comp, data_dir: DataDir = None, as_json: Json = False) -> None:
     submissions/COMP where test labels exist, wall time, img/s, date, and the latest
     submission's message and Kaggle public score where known.
     """
-    from mtlkaggle.runs import compare_runs, metric_names
+    from mtlkaggle.runs import compare_runs, metric_names, mlflow_runs
     from mtlkaggle.spec import load_spec
 
     spec = load_spec(comp, data_dir)
     found = compare_runs(spec)
+    tracked = mlflow_runs(spec, found.runs) if mlflow else None
     monitor = spec.monitor or "mean of the primary metrics"
     if as_json:
         runs_json = [r.to_json() for r in found.runs]
-        print_json(
-            {"competition": spec.name, "monitor": monitor, "runs": runs_json, "warnings": found.warnings}
-        )
+        listing = {
+            "competition": spec.name,
+            "monitor": monitor,
+            "runs": runs_json,
+            "warnings": found.warnings,
+        }
+        print_json(listing | ({"mlflow": [r.to_json() for r in tracked]} if tracked is not None else {}))
         return
     title = f"{escape(spec.name)}: runs by {escape(monitor)}"
     console.print(runs_table(found.runs, metric_names(spec), title))
+    if tracked is not None:
+        console.print(_mlflow_table(spec, tracked))
     for warning in found.warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
     for run in found.runs:
@@ -85,6 +104,27 @@ def runs(comp: Comp, data_dir: DataDir = None, as_json: Json = False) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
+
+
+def _mlflow_table(spec, tracked):
+    """The MLflow parent runs: name, status, start, folds logged and their CV / LB scores."""
+    import pandas as pd
+
+    from mtlkaggle.trackers import experiment_name, mlflow_uri
+
+    rows = [
+        {
+            "run": r.name,
+            "run id": r.run_id[:8],
+            "status": r.status,
+            "start": r.start,
+            "folds": r.folds,
+            **{k: v for k, v in r.metrics.items() if k.startswith(("cv/", "lb/", "test/"))},
+        }
+        for r in tracked
+    ]
+    title = f"MLflow runs of experiment '{experiment_name(spec)}' in {mlflow_uri(spec)}"
+    return frame_table(pd.DataFrame(rows).fillna("-"), escape(title))
 
 
 @user_errors
@@ -109,7 +149,8 @@ def report(
     Figures: class distributions, training curves, confusion matrices, per-label F1, regression
     errors. report.md: per-fold and mean scores, test (holdout) scores of the run's submission
     files when labels exist, tuned thresholds per label, time and img/s per fold, environment,
-    command and configuration. Prints the score tables and the folder's path.
+    command and configuration. Prints the score tables and the folder's path. A run trained with
+    --log (or a spec with [log] trackers) also gets the figures and report.md in its trackers.
     """
     from mtlkaggle.ensemble import members_for
     from mtlkaggle.paths import RunLayout, report_dir
@@ -123,7 +164,11 @@ def report(
         members = members_for(spec.name, run, parse_list(runs, "--runs", "run"), weights)
         written = make_ensemble_report(spec, members, out)
     else:
-        written = make_report(spec, RunLayout.of(spec.name, run), out, submission_dir)
+        from mtlkaggle.trackers import log_report
+
+        layout = RunLayout.of(spec.name, run)
+        written = make_report(spec, layout, out, submission_dir)
+        log_report(spec, layout, written.figures, out / "report.md")
     if "run" in written.scores.columns:  # an ensemble: one row per member and one for the average
         title = f"{escape(spec.name)}: out-of-fold CV of each run and the ensemble"
         console.print(frame_table(written.scores, title))

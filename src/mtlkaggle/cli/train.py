@@ -88,6 +88,17 @@ OVERRIDES: tuple[Override, ...] = (
         param="augment_on",
     ),
     Override(
+        "log",
+        "trackers",
+        str,
+        "Also log to experiment trackers: any of tensorboard,mlflow,wandb, or none "
+        "(default: the spec's \\[log] trackers). Under torchrun spell it --trackers (torchrun's "
+        "parser takes --log for its --log-dir).",
+        _RUN,
+        ("--log", "--trackers"),
+        param="log",
+    ),
+    Override(
         "train", "amp", bool, "Mixed precision on CUDA (bf16, else fp16).", _HARDWARE, ("--amp/--no-amp",)
     ),
     Override("train", "compile", bool, "torch.compile the model.", _HARDWARE, ("--compile/--no-compile",)),

@@ -16,6 +16,7 @@ from mtlkaggle.paths import FoldLayout
 from mtlkaggle.progress import make_progress
 from mtlkaggle.provenance import write_fold_config
 from mtlkaggle.spec import AugmentSpec, Spec
+from mtlkaggle.trackers import open_fold_trackers
 
 # Fields that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = {"num_workers", "compile"}
@@ -38,6 +39,9 @@ def build_trainer(spec: Spec, fold: str, options: TrainOptions, runtime: Runtime
     elif runtime.is_main:
         _start_folder(trainer)
     dist.barrier(runtime)
+    # only the writing process logs; a resumed fold first sends the epochs its trackers missed
+    trainer.trackers = open_fold_trackers(spec, options.run, files, runtime.is_main)
+    trainer.trackers.catch_up(trainer.state.history)
     return trainer
 
 

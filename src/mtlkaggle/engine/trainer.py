@@ -39,6 +39,7 @@ from mtlkaggle.model import MultiTaskNet
 from mtlkaggle.paths import FoldLayout, RunLayout
 from mtlkaggle.probabilities import probability_frame
 from mtlkaggle.spec import Spec
+from mtlkaggle.trackers import NO_TRACKERS, Trackers
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class Trainer:
         self.state = TrainState()
         self.task_best_state: dict[str, dict[str, torch.Tensor]] = {}
         self.skipped: list[str] = []
+        self.trackers: Trackers = NO_TRACKERS  # set by engine.fold.build_trainer when --log asks
 
     @property
     def eval_model(self) -> MultiTaskNet:
@@ -162,6 +164,17 @@ class Trainer:
 
     def fit(self, progress) -> FoldResult:
         """Train until the last epoch or an early stop; returns the best epoch's scores."""
+        try:
+            self._loop(progress)
+        except BaseException:
+            self.trackers.finish(failed=True)
+            raise
+        self.trackers.files([self.files.metrics, self.files.config])
+        self.trackers.finish()
+        s = self.state
+        return FoldResult(self.fold, s.best_epoch + 1, s.best_score, s.best_scores, s.epoch, self.files.dir)
+
+    def _loop(self, progress) -> None:
         while not self.done:
             started = time.perf_counter()
             train_stats, train_seconds = self.train_epoch(progress)
@@ -176,12 +189,11 @@ class Trainer:
             self.state.stopped = self._stop_reason()
             self.checkpoints.save_last(self)
             self.log.write(self.state.history, self.skipped)
+            self.trackers.epoch(row)
             self.log.epoch(row, improved, frozen_now, self.skipped, progress)
             self._warn_data_wait(progress)
             if self.options.on_epoch_end:
                 self.options.on_epoch_end(self, row)
-        s = self.state
-        return FoldResult(self.fold, s.best_epoch + 1, s.best_score, s.best_scores, s.epoch, self.files.dir)
 
     def _stop_reason(self) -> str | None:
         if len(self.state.frozen) == len(self.spec.tasks):

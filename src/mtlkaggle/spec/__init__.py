@@ -12,6 +12,7 @@ Everything is re-exported here: ``from mtlkaggle.spec import Spec, load_spec``.
 from mtlkaggle.spec.competition import Spec, with_augment_overrides, with_overrides, with_train_overrides
 from mtlkaggle.spec.data import DataSpec, KeepSpec, LongSpec
 from mtlkaggle.spec.files import PACKAGED_SPECS, copy_template, load_spec, packaged_specs, resolve_spec_path
+from mtlkaggle.spec.log import TRACKERS, LogSpec
 from mtlkaggle.spec.output import SubmissionSpec
 from mtlkaggle.spec.recipe import TTA_VIEW, AugmentSpec, PredictSpec, TrainSpec
 from mtlkaggle.spec.tasks import (
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_LOSS",
     "ENCODINGS_BY_KIND",
     "KeepSpec",
+    "LogSpec",
     "LongSpec",
     "LOSSES_BY_KIND",
     "METRICS_BY_KIND",
@@ -36,6 +38,7 @@ __all__ = [
     "PredictSpec",
     "Spec",
     "SubmissionSpec",
+    "TRACKERS",
     "TTA_VIEW",
     "TaskKind",
     "TaskSpec",

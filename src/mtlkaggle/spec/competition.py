@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError, model_validator
 from mtlkaggle.errors import UserError
 from mtlkaggle.spec.base import _Strict
 from mtlkaggle.spec.data import DataSpec
+from mtlkaggle.spec.log import LogSpec
 from mtlkaggle.spec.output import SubmissionSpec
 from mtlkaggle.spec.recipe import AugmentSpec, PredictSpec, TrainSpec
 from mtlkaggle.spec.tasks import TaskSpec
@@ -33,6 +34,9 @@ class Spec(_Strict):
     )
     predict: PredictSpec = Field(
         default_factory=PredictSpec, description="Inference settings, see [predict]."
+    )
+    log: LogSpec = Field(
+        default_factory=LogSpec, description="Experiment trackers fed beside metrics.csv, see [log]."
     )
     submissions: list[SubmissionSpec] = Field(
         default_factory=list, description="The files Kaggle expects, see [[submissions]]."
@@ -67,11 +71,12 @@ class Spec(_Strict):
         return Path(self.data_dir)
 
 
-_OVERRIDABLE = {"train": TrainSpec, "augment": AugmentSpec}
+_OVERRIDABLE = {"train": TrainSpec, "augment": AugmentSpec, "log": LogSpec}
+_OPTION_NAMES = {"trackers": "log"}  # a field whose command-line option has another name
 
 
 def with_overrides(spec: Spec, section: str, **overrides: object) -> Spec:
-    """A copy of ``spec`` whose ``section`` (``train`` or ``augment``) fields are replaced by the
+    """A copy of ``spec`` whose ``section`` (``train``, ``augment`` or ``log``) fields are replaced by the
     non-None ``overrides`` (the command line's options).
 
     Raises:
@@ -86,7 +91,8 @@ def with_overrides(spec: Spec, section: str, **overrides: object) -> Spec:
         value = model.model_validate({**getattr(spec, section).model_dump(), **changes})
     except ValidationError as e:
         first = e.errors()[0]
-        raise UserError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+        option = _OPTION_NAMES.get(str(first["loc"][0]), str(first["loc"][0]))
+        raise UserError(f"--{option.replace('_', '-')}: {first['msg']}") from None
     return spec.model_copy(update={section: value})
 
 
