@@ -381,3 +381,18 @@ def test_auto_values_follow_the_primary_metric_binary_and_log_loss(tmp_path):
         UserError, match=r"row 'b', column 'y': '2' is not a class index of 'malignant' \(0..1\)"
     ):
         check_file(spec, spec.submissions[2], tmp_path / "lab.csv", IDS)
+
+
+def test_evaluate_reads_class_probability_columns_without_a_traceback(tmp_path):
+    from mtlkaggle.evaluate import evaluate_submissions
+
+    pd = pytest.importorskip("pandas")
+    columns = {"label": "disease", "p_scab": "disease:scab", "p_rust": "disease:rust"}
+    sub = {"file": "s.csv", "id_column": "id", "columns": columns}
+    spec = _spec([DISEASE], [sub], str(tmp_path))
+    assert spec.submissions[0].task_columns() == [("label", "disease")]
+    pd.DataFrame({"id": ["a", "b"], "d": [2, 0]}).to_csv(tmp_path / "labels.csv", index=False)
+    write_submissions(spec, IDS, DECIDED, IDS, tmp_path / "out", PROBS)
+    scores = evaluate_submissions(spec, tmp_path / "out", tmp_path / "labels.csv")
+    assert set(scores["task"]) == {"disease"}
+    assert scores.query("metric == 'accuracy'")["score"].item() == 1.0  # the labels 2, 0 are right

@@ -178,14 +178,14 @@ def read_submission(
             for c, cell in enumerate(cells)
         ]
     n = len(ids) if ids is not None else len(rows)
-    out: dict[str, np.ndarray] = {}
+    probs: dict[str, np.ndarray] = {}
+    decided: dict[str, np.ndarray] = {}
     for cell, values in found:
         if cell.kind == "probability":
-            probs = out.setdefault(cell.task.name, np.full((n, cell.task.size), np.nan))
-            probs[:, cell.index] = values
+            probs.setdefault(cell.task.name, np.full((n, cell.task.size), np.nan))[:, cell.index] = values
         else:
-            out[cell.task.name] = np.array(values)
-    return ids, out
+            decided[cell.task.name] = np.array(values)
+    return ids, {**probs, **decided}  # a task written both ways: its decided labels
 
 
 def _parse_at(sub: SubmissionSpec, cell, row: list[str], text: str, line: int, path: Path):

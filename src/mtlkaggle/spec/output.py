@@ -114,6 +114,13 @@ class SubmissionSpec(_Strict):
         """The task names the columns read from, in order, each once."""
         return list(dict.fromkeys(name for _, name, _ in self.sources()))
 
+    def task_columns(self) -> list[tuple[str, str]]:
+        """Each task the file holds, once, with the first column that holds it: (column, task)."""
+        first: dict[str, str] = {}
+        for column, name, _ in self.sources():
+            first.setdefault(name, column)
+        return [(column, name) for name, column in first.items()]
+
     def sources(self) -> list[tuple[str, str, str | None]]:
         """Every (column, task, class name or None) the columns name, in order."""
         found = []
