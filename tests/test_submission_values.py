@@ -99,13 +99,16 @@ def test_probability_columns_per_class_named_class_and_two_class_positive():
     assert render_submission(spec, sub[2], IDS, DECIDED, PROBS) == "image_name,target\na,0.7500\nb,0.0000\n"
 
 
-def test_a_many_class_task_in_one_probability_column_is_refused_naming_the_fix():
-    spec = _spec(
-        [DISEASE],
-        [{"file": "s.csv", "id_column": "id", "columns": {"p": "disease"}, "values": "probability"}],
-    )
-    with pytest.raises(UserError, match=r"column 'p' holds one probability but task 'disease' has 3 classes"):
-        render_submission(spec, spec.submissions[0], IDS, DECIDED, PROBS)
+def test_a_column_that_does_not_fit_its_task_is_refused_when_the_spec_loads():
+    def sub(**fields):
+        return [{"file": "s.csv", "id_column": "id", "columns": {"p": "disease"}, **fields}]
+
+    with pytest.raises(ValueError, match=r"column 'p' holds one probability but 'disease' has 3 classes"):
+        _spec([DISEASE], sub(values="probability"))
+    with pytest.raises(ValueError, match=r"values = 'value' needs a regression task"):
+        _spec([DISEASE], sub(values="value"))
+    with pytest.raises(ValueError, match=r"a regression task has no probability"):
+        _spec([AGE], [{"file": "s.csv", "columns": {"a": "age"}, "values": "probability"}])
 
 
 def test_clip_keeps_probabilities_off_0_and_1_at_the_formats_step():

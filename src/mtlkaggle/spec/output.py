@@ -151,3 +151,20 @@ class SubmissionSpec(_Strict):
                 raise ValueError(f"{where}: '{name}' is a regression task, it has no classes")
             if "{class}" in column and label is not None:
                 raise ValueError(f"{where}: a '{{class}}' header takes a task, not '{name}:{label}'")
+            if label is None and "{class}" not in column and not per_class:
+                self._check_whole_task(where, task)
+
+    def _check_whole_task(self, where: str, task) -> None:
+        """A column holding a whole task's cell fits its kind (found at load, not after training)."""
+        if self.values == "value" and task.kind != "regression":
+            raise ValueError(
+                f"{where}: values = 'value' needs a regression task, '{task.name}' is {task.kind}"
+            )
+        if self.values == "probability" and task.kind == "regression":
+            raise ValueError(f"{where}: a regression task has no probability; use values = 'value'")
+        one = task.size == 1 or (task.kind == "multiclass" and task.size == 2)
+        if self.values == "probability" and not one:
+            raise ValueError(
+                f"{where} holds one probability but '{task.name}' has {task.size} classes; name one "
+                f"('{task.name}:CLASS') or put '{{class}}' in the header for one column per class"
+            )
