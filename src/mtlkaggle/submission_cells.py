@@ -20,6 +20,7 @@ import numpy as np
 
 from mtlkaggle.errors import UserError
 from mtlkaggle.spec import Spec, SubmissionSpec, TaskSpec
+from mtlkaggle.spec.output import template_fields
 
 try:
     from mtlkaggle.metrics import PROBABILISTIC
@@ -126,8 +127,6 @@ def row_ids(sub: SubmissionSpec, cells: list[Cell], image_ids) -> list[str]:
 def long_row_keys(sub: SubmissionSpec, cells: list[Cell]) -> tuple[re.Pattern, dict[tuple[str, str], Cell]]:
     """A pattern that splits a long file's row id back into ``image``, ``task`` and ``cls`` (by
     its ``id_template``), and the cell of each (task, class) key (class "" without ``{class}``)."""
-    from mtlkaggle.spec.output import template_fields
-
     fields = template_fields(sub.id_template or "")
     choices = {
         "task": [c.task.name for c in cells],
