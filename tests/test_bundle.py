@@ -153,6 +153,30 @@ def test_competition_files_match_the_run_based_submission(exported_demo, tmp_pat
         assert (tmp_path / "out" / name).read_text() == (exported_demo.root / "sub" / name).read_text()
 
 
+def test_a_bundle_whose_spec_lists_no_tta_views_predicts_the_plain_view(exported_demo, elsewhere, runner):
+    import json
+
+    copy = elsewhere.parent / "bundle-no-tta"
+    shutil.copytree(exported_demo.bundle, copy)
+    meta = json.loads((copy / "bundle.json").read_text())
+    assert meta["spec"]["predict"]["tta"] == ["hflip"]
+    meta["spec"]["predict"]["tta"] = []  # as `[predict] tta = []` exports it
+    (copy / "bundle.json").write_text(json.dumps(meta))
+    base = ["predict", "--input", str(elsewhere), "--device", "cpu"]
+    runs = {
+        "spec-no-tta": [*base, "--bundle", str(copy), "--tta", "--out", "a.csv"],
+        "plain": [*base, "--bundle", str(exported_demo.bundle), "--out", "b.csv"],
+        "hflip": [*base, "--bundle", str(exported_demo.bundle), "--tta", "--out", "c.csv"],
+    }
+    outputs = {name: runner.invoke(app, args) for name, args in runs.items()}
+    assert all(r.exit_code == 0 for r in outputs.values()), [r.output for r in outputs.values()]
+    assert "x 1 view(s)" in outputs["spec-no-tta"].output and "x 2 view(s)" in outputs["hflip"].output
+    a, b, c = (pd.read_csv(f, keep_default_na=False) for f in ("a.csv", "b.csv", "c.csv"))
+    columns = [col for col in a.columns if ":" in col]
+    np.testing.assert_array_equal(a[columns].to_numpy(float), b[columns].to_numpy(float))
+    assert not np.allclose(a[columns].to_numpy(float), c[columns].to_numpy(float))
+
+
 def test_full_fold_alone_predicts(exported_demo, elsewhere, runner):
     result = runner.invoke(
         app,

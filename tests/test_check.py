@@ -97,3 +97,24 @@ def test_check_modifies_nothing(workspace):
     check_dataset(load_spec("demo"))
     after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in workspace.rglob("*") if p.is_file()}
     assert before == after
+
+
+def test_a_sample_submission_that_does_not_fit_is_reported(workspace):
+    toml = workspace / "competition/demo.toml"
+    text = toml.read_text()
+    toml.write_text(
+        text.replace('file = "category.csv"\n', 'file = "category.csv"\nsample = "sample.csv"\n', 1)
+    )
+    test = _frame(workspace, "test.csv")["file_path"]
+    sample = workspace / "data/demo/sample.csv"
+    sample.write_text("file_path,category_label\n" + "".join(f"{i},0\n" for i in reversed(test)))
+    assert check_dataset(load_spec("demo"), open_images=False).ok  # another order is fine
+    sample.write_text("file_path,label\n" + "".join(f"{i},0\n" for i in test))
+    messages = _messages(check_dataset(load_spec("demo"), open_images=False))
+    assert messages == [
+        "data/demo/sample.csv:1: the sample's header is 'file_path,label', the spec's columns give "
+        "'file_path,category_label'; fix the columns of submission 'category.csv'"
+    ]
+    sample.write_text("file_path,category_label\n" + "".join(f"{i},0\n" for i in test[1:]))
+    (message,) = _messages(check_dataset(load_spec("demo"), open_images=False))
+    assert message.startswith("data/demo/sample.csv: 1 id(s) of the rows the test file gives are missing")

@@ -25,6 +25,7 @@ from mtlkaggle.data import read_split
 from mtlkaggle.folds import read_folds
 from mtlkaggle.metrics import score_all
 from mtlkaggle.paths import RunLayout
+from mtlkaggle.probabilities import probability_columns
 
 pytestmark = pytest.mark.slow
 
@@ -57,8 +58,8 @@ def _check_oof(spec, fold_dir: Path, fold: int) -> pd.DataFrame:
     best = metrics.loc[metrics["score"].idxmax()]
     rows = table.subset(np.array([list(table.ids).index(i) for i in oof["file_path"]]))
     probs = {
-        "category": oof[[f"category:{k}" for k in range(10)]].to_numpy(),
-        "attribute": oof[[f"attribute:{k}" for k in range(15)]].to_numpy(),
+        "category": oof[probability_columns(spec.task("category"))].to_numpy(),
+        "attribute": oof[probability_columns(spec.task("attribute"))].to_numpy(),
     }
     for name, value in score_all(spec, rows.targets, probs).items():
         assert best[f"val/{name}"] == pytest.approx(value, abs=1e-6), name

@@ -13,6 +13,7 @@ from mtlkaggle.data import read_split
 from mtlkaggle.ensemble import ensemble_oof, resolve_members
 from mtlkaggle.errors import UserError
 from mtlkaggle.metrics import score_all
+from mtlkaggle.probabilities import probability_columns
 
 TINY = ["--backbone", "test_efficientnet", "--no-pretrained", "--num-workers", "0", "--epochs", "1"]
 
@@ -79,8 +80,8 @@ def test_seed_ensemble_trains_scores_predicts_and_reports(tiny_spec, workspace, 
     order = pd.Series(np.arange(len(table)), index=table.ids)[mean.index].to_numpy()
     targets = {name: y[order] for name, y in table.targets.items()}
     probs = {
-        "category": mean[[f"category:{k}" for k in range(10)]].to_numpy(),
-        "attribute": mean[[f"attribute:{k}" for k in range(15)]].to_numpy(),
+        "category": mean[probability_columns(spec.task("category"))].to_numpy(),
+        "attribute": mean[probability_columns(spec.task("attribute"))].to_numpy(),
     }
     thresholds = json.loads((run / "thresholds.json").read_text())["attribute"]["thresholds"]
     expected = score_all(spec, targets, probs, {"attribute": np.array(thresholds)})
@@ -141,7 +142,8 @@ def test_backbone_ensemble_of_runs_at_other_image_sizes(tiny_spec, workspace, ru
     )
     assert result.exit_code == 0, result.output
     probs = pd.read_csv(out / "probabilities.csv")
-    np.testing.assert_allclose(probs[[f"category:{k}" for k in range(10)]].sum(axis=1), 1.0, rtol=1e-5)
+    category = probs[probability_columns(tiny_spec.task("category"))]
+    np.testing.assert_allclose(category.sum(axis=1), 1.0, rtol=1e-5)
     assert (out / "thresholds.json").is_file()
     assert [m.label for m in members] == ["small", "large"]
     assert json.loads((out / "config.json").read_text())["folds"] == ["small/fold0", "large/fold0"]

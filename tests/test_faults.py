@@ -280,7 +280,7 @@ CASES = [
         "oof-text-probability",
         _line(RUN / "fold0/oof.csv", 3, "x," + ",".join(["abc"] * 25)),
         ["tune", "demo"],
-        ["oof.csv:3 [category:0]: 'abc' is not a finite number in [0.0, 1.0]", "--fold 0"],
+        ["oof.csv:3 [category:tshirt]: 'abc' is not a finite number in [0.0, 1.0]", "--fold 0"],
     ),
     Case(
         "oof-header-only",

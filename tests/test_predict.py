@@ -12,8 +12,8 @@ from mtlkaggle.data import read_split
 from mtlkaggle.data.loading import ImageDataset, build_transforms
 from mtlkaggle.engine.checkpoint import load_fold_model
 from mtlkaggle.paths import FoldLayout, RunLayout
-from mtlkaggle.predict import PredictOptions, apply_view, predict_ensemble, run_predict
-from mtlkaggle.spec import with_train_overrides
+from mtlkaggle.predict import PredictOptions, apply_view, predict_ensemble, run_predict, tta_views
+from mtlkaggle.spec import PredictSpec, with_train_overrides
 from mtlkaggle.train import TrainOptions, train_folds
 
 
@@ -92,13 +92,31 @@ def test_predict_writes_submissions_in_test_order_with_thresholds(trained, works
     thresholds = np.array(
         json.loads((workspace / "runs/demo/main/thresholds.json").read_text())["attribute"]["thresholds"]
     )
-    p = probs[[f"attribute:{k}" for k in range(15)]].to_numpy()
+    names = list(trained.task("attribute").classes)  # the spec names them: columns say so
+    assert [c for c in probs.columns if c.startswith("attribute:")] == [f"attribute:{n}" for n in names]
+    assert names[0] == "red"
+    p = probs[[f"attribute:{n}" for n in names]].to_numpy()
     attribute = pd.read_csv(out / "attribute.csv", dtype=str, keep_default_na=False)
     for row, value in zip(p, attribute["attribute_label"], strict=True):
         assert value == " ".join(str(k) for k in np.flatnonzero(row > thresholds))
     evaluated = runner.invoke(app, ["evaluate", "demo", str(out)])
     assert evaluated.exit_code == 0, evaluated.output
     assert "mean_f1" in evaluated.output and "accuracy" in evaluated.output
+
+
+def test_an_empty_tta_list_leaves_the_plain_view_alone(trained, workspace, runner):
+    toml = workspace / "competition/demo.toml"
+    text = toml.read_text()
+    assert "[predict]" not in text
+    toml.write_text(text + "\n[predict]\ntta = []\n")
+    result = runner.invoke(app, ["predict", "demo", "--tta", "--num-workers", "0", "--out-dir", "sub"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    assert json.loads((workspace / "sub/config.json").read_text())["views"] == ["identity"]
+    spec = trained.model_copy(update={"predict": PredictSpec(tta=["identity"])})
+    assert tta_views(spec, True) == ["identity"]  # 'identity' alone: the same single view
+    assert tta_views(spec, True, ["hflip"]) == ["identity", "hflip"]  # --views still adds views
 
 
 def test_evaluate_scores_match_direct_computation(trained, workspace):

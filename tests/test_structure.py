@@ -32,6 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
         "mtlkaggle.mixing",
         "mtlkaggle.probabilities",
         "mtlkaggle.submission",
+        "mtlkaggle.submission_cells",
         "mtlkaggle.demo",
         "mtlkaggle.trackers",
         "mtlkaggle.tracker_backends",

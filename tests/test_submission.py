@@ -80,7 +80,8 @@ def test_round_trip_and_validation(spec, tmp_path):
 
 def test_read_submission_names_bad_line(spec, tmp_path):
     (tmp_path / "category.csv").write_text("file_path,category_label\nimg/a.jpg,3\nimg/b.jpg,12\n")
-    with pytest.raises(UserError, match=r"category.csv:3: '12' is not a valid value for task 'category'"):
+    bad = r"category.csv:3: row 'img/b.jpg', column 'category_label': '12' is not a class index of 'category'"
+    with pytest.raises(UserError, match=bad + r" \(0..9\)"):
         read_submission(spec, spec.submissions[0], tmp_path / "category.csv")
     (tmp_path / "category.csv").write_text("file_path,category\nimg/a.jpg,3\n")
     with pytest.raises(UserError, match=r"category.csv:1: header should be 'file_path,category_label'"):

@@ -11,6 +11,7 @@ from mtlkaggle.data import read_split
 from mtlkaggle.errors import UserError
 from mtlkaggle.folds import read_folds
 from mtlkaggle.paths import RunLayout
+from mtlkaggle.probabilities import probability_columns
 from mtlkaggle.spec import with_train_overrides
 from mtlkaggle.train import TrainOptions, build_trainer, train_fold, train_folds
 
@@ -113,7 +114,7 @@ def test_oof_covers_each_validation_id_once(tiny_spec, workspace):
     for k in range(3):
         oof = pd.read_csv(workspace / f"runs/oof/fold{k}/oof.csv", dtype={"file_path": str})
         assert set(oof["file_path"]) == set(table.ids[assignment == k])
-        probs = oof[[f"category:{c}" for c in range(10)]].to_numpy()
+        probs = oof[probability_columns(spec.task("category"))].to_numpy()
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
         seen += list(oof["file_path"])
     assert sorted(seen) == sorted(table.ids)

@@ -23,6 +23,7 @@ from mtlkaggle.engine.runtime import resolve_device
 from mtlkaggle.errors import UserError
 from mtlkaggle.model import MultiTaskNet
 from mtlkaggle.predict import Ensemble, average_predictions, decide_all, tta_views
+from mtlkaggle.probabilities import probability_columns
 from mtlkaggle.spec import Spec
 
 BUNDLE_JSON = "bundle.json"
@@ -247,8 +248,9 @@ def prediction_frame(
         columns[task.name], columns[f"{task.name}_index"] = names, index
     for task in spec.tasks:
         if task.kind != "regression":
-            for k, label in enumerate(task.label_names):
-                columns[f"{task.name}:{label}"] = probs[task.name][:, k]
+            p = np.asarray(probs[task.name]).reshape(len(ids), -1)
+            for k, column in enumerate(probability_columns(task)):
+                columns[column] = p[:, k]
     columns["error"] = [errors.get(i, "") for i in range(len(ids))]
     return pd.DataFrame(columns)
 
@@ -320,6 +322,7 @@ def predict_competition(
     probs, bad, read = predict_table(bundle, table, options)
     if bad:
         raise UserError(f"{bad[0]}; every test image needs a prediction ({len(bad)} unreadable)")
-    written = write_submissions(spec, table.ids, decide_rows(bundle, probs, read), table.ids, out_dir)
+    decided = decide_rows(bundle, probs, read)
+    written = write_submissions(spec, table.ids, decided, table.ids, out_dir, probs)
     write_csv_atomic(out_dir / "probabilities.csv", probability_frame(spec, table.ids, probs))
     return BundlePrediction(bundle, tta_views(spec, options.tta, options.views), len(table), [], written)

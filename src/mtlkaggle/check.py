@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,7 @@ def check_dataset(spec: Spec, open_images: bool = True, workers: int = 8) -> Che
     report.problems = list(dict.fromkeys(report.problems))  # a layout problem shows in every split
     if not spec.data.id_from_row:  # row numbers restart in every file: no overlap to find
         _check_overlap(report)
+    _check_samples(spec, report)
     if open_images:
         _check_images(spec, report, workers)
     return report
@@ -63,6 +65,27 @@ def _check_overlap(report: CheckReport) -> None:
     for value in sorted(overlap)[:20]:
         line = test.line(int(np.flatnonzero(test.ids == value)[0]))
         report.problems.append(Problem(str(test.file), line, None, f"id '{value}' is also in train"))
+
+
+def _check_samples(spec: Spec, report: CheckReport) -> None:
+    """A sample submission that the spec's columns or the test file do not fit (its header, its
+    ids), found before any training rather than at ``predict``."""
+    from mtlkaggle.errors import UserError
+    from mtlkaggle.submission_cells import plan, row_ids, sample_order
+
+    if "test" not in report.tables:
+        return
+    for sub in spec.submissions:
+        if not sub.sample:
+            continue
+        path = str(spec.data_path / sub.sample)
+        try:
+            sample_order(spec, sub, row_ids(sub, plan(spec, sub), report.tables["test"].ids))
+        except UserError as e:
+            place = re.match(rf"{re.escape(path)}(?::(\d+))?: ", str(e))
+            message = str(e)[place.end() :] if place else str(e)
+            line = int(place.group(1)) if place and place.group(1) else None
+            report.problems.append(Problem(path, line, None, message))
 
 
 def _check_images(spec: Spec, report: CheckReport, workers: int) -> None:

@@ -52,7 +52,7 @@ def evaluate_submissions(spec: Spec, submission_dir: Path, labels: Path | None =
             )
         order = np.array([where.get(i, -1) for i in ids])
         keep = order >= 0
-        for column, name in sub.columns.items():
+        for column, name in sub.task_columns():  # a column may be 'task:CLASS' or list tasks
             if name in scored:  # a task written to two files is scored once, from the first
                 continue
             scored.add(name)

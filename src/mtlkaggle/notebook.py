@@ -307,25 +307,21 @@ def check_submission_csv(spec: Spec, path: Path) -> str:
     Raises:
         UserError: missing file, a malformed row, wrong or missing ids.
     """
-    from mtlkaggle.submission import check_ids, read_submission
+    from mtlkaggle.submission import check_file, read_submission
 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: the notebook left no {SUBMISSION}; look at its log and what it printed")
-    ids, predictions = read_submission(spec, spec.submissions[0], path)
-    rows = len(next(iter(predictions.values()))) if predictions else 0
+    sub = spec.submissions[0]
     test = spec.data.test
     if not test or not (spec.data_path / test).is_file():
         missing = test or "test file"
-        return (
-            f"{rows} rows in the format of {spec.submissions[0].file} (no local {missing}: ids not checked)"
-        )
+        _, predictions = read_submission(spec, sub, path)
+        rows = len(next(iter(predictions.values()))) if predictions else 0
+        images = " (images)" if sub.long else ""
+        return f"{rows} rows{images} in the format of {sub.file} (no local {missing}: ids not checked)"
     from mtlkaggle.data import read_split
 
     test_ids = list(read_split(spec, "test", labelled=False).ids)
-    fix = "check the notebook's log and the bundle's spec"
-    if ids is not None:
-        check_ids(str(path), ids, test_ids, f"the test file {test}", fix)
-    if rows != len(test_ids) or (ids is not None and ids != test_ids):
-        raise UserError(f"{path}: {rows} rows do not match the {len(test_ids)} test ids in order; {fix}")
-    return f"{rows} rows, ids as in {test}"
+    rows = check_file(spec, sub, path, test_ids)
+    return f"{rows} rows, ids as in {sub.sample or test}"

@@ -159,10 +159,11 @@ def _valid_view(view: str) -> bool:
 
 
 def tta_views(spec: Spec, tta: bool, views: list[str] | None = None) -> list[str]:
-    """The plain view, plus with ``tta`` the given views (default: the spec's ``[predict] tta``)."""
+    """The plain view, plus with ``tta`` the given views (default: the spec's ``[predict] tta``),
+    each once: ``tta = []`` (or ``["identity"]``) leaves the plain view alone."""
     if not tta:
         return ["identity"]
-    return ["identity", *(views if views is not None else spec.predict.tta)]
+    return list(dict.fromkeys(["identity", *(views if views is not None else spec.predict.tta)]))
 
 
 def _models(
@@ -366,7 +367,9 @@ def run_predict(spec: Spec, options: PredictOptions) -> tuple[Ensemble, list[Pat
     ensemble.thresholds = thresholds
     predictions = decide_all(spec, ensemble)
     # ensemble.ids are the test file's ids in order (read once, in predict_ensemble)
-    written = write_submissions(spec, ensemble.ids, predictions, ensemble.ids, options.out_dir)
+    written = write_submissions(
+        spec, ensemble.ids, predictions, ensemble.ids, options.out_dir, ensemble.probs
+    )
     write_csv_atomic(
         options.out_dir / "probabilities.csv", probability_frame(spec, ensemble.ids, ensemble.probs)
     )

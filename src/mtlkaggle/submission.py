@@ -1,87 +1,66 @@
-"""Submission files exactly as the spec describes them: render, validate, write, read back.
+"""Submission files exactly as the spec describes them: plan, render, validate, write, read back.
 
-A submission file has an optional id column, then one column per task (``columns`` maps the
-output column name to the task). Multiclass values are class indices (or names), multi-label
-values are ascending label indices joined by the task's ``label_sep`` (a row may be empty), and
-regression values use ``float_format``. Files end every line with ``\\n``.
+A WIDE file has an optional id column, then its ``columns`` (a ``{class}`` header expands to one
+column per class); a LONG file (``id_template``) has one row per image and task (or class), with
+the id built from the template, and one value column. Each cell holds one of three kinds:
+
+- ``label``: a class index or name (``label_format``); multi-label: the chosen labels, ascending,
+  joined by ``label_sep`` (a row may be empty); a regression task decided into classes: the index;
+- ``probability``: one class's probability (a binary task: the positive one), clipped to
+  [clip, 1 - clip] where ``clip`` (or the log-loss default) asks, in ``float_format``;
+- ``value``: a regression value in the target's units, in ``float_format``.
+
+Rows follow the test file (image-major, tasks and classes in spec order), or the competition's
+sample submission when the spec names one (``sample``). Files end every line with ``\\n``.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import math
 from pathlib import Path
 
 import numpy as np
 
 from mtlkaggle.errors import UserError
 from mtlkaggle.io import write_text_atomic
-from mtlkaggle.spec import Spec, SubmissionSpec, TaskSpec
+from mtlkaggle.spec import Spec, SubmissionSpec
+from mtlkaggle.submission_cells import (
+    check_ids,
+    column_text,
+    header,
+    long_row_keys,
+    parse_cell,
+    plan,
+    read_rows,
+    read_sample,
+    row_ids,
+    sample_order,
+)
 
-
-def header(sub: SubmissionSpec) -> list[str]:
-    """The column names of a submission file, in order."""
-    return ([sub.id_column] if sub.id_column else []) + list(sub.columns)
-
-
-def _format(task: TaskSpec, sub: SubmissionSpec, value) -> str:
-    if task.kind == "multiclass":
-        return task.label_names[int(value)] if sub.label_format == "name" else str(int(value))
-    if task.kind == "multilabel":
-        return task.label_sep.join(str(k) for k in np.flatnonzero(value))
-    return format(float(value), sub.float_format)
-
-
-def check_ids(where: str, ids, expected, expected_name: str, fix: str) -> None:
-    """Refuse ids that are duplicated, missing or unexpected, each with its count and examples.
-
-    Args:
-        where: The file (or ``predictions``) the ids come from; starts the error line.
-        ids: The ids found, in file order.
-        expected: The ids that must each appear exactly once.
-        expected_name: What ``expected`` is, e.g. ``the test file`` or ``the labels``.
-        fix: What to do about it (ends the error line).
-
-    Raises:
-        UserError: one line listing every kind of mismatch found.
-    """
-    from collections import Counter
-
-    counts = Counter(str(i) for i in ids)
-    wanted = [str(i) for i in expected]
-    wanted_set = set(wanted)
-    duplicated = [i for i, n in counts.items() if n > 1]
-    missing = [i for i in wanted if i not in counts]
-    extra = [i for i in counts if i not in wanted_set]
-    found = []
-    if duplicated:
-        shown = ", ".join(f"'{i}' x{counts[i]}" for i in duplicated[:3])
-        found.append(f"{len(duplicated)} id(s) appear more than once ({shown}{_more(duplicated)})")
-    if missing:
-        found.append(f"{len(missing)} id(s) of {expected_name} are missing ({_examples(missing)})")
-    if extra:
-        found.append(f"{len(extra)} id(s) are not in {expected_name} ({_examples(extra)})")
-    if found:
-        raise UserError(f"{where}: {'; '.join(found)}; {fix}")
-
-
-def _examples(values: list[str]) -> str:
-    return ", ".join(f"'{v}'" for v in values[:3]) + _more(values)
-
-
-def _more(values: list) -> str:
-    return ", ..." if len(values) > 3 else ""
+__all__ = [
+    "check_file",
+    "check_ids",
+    "file_rows",
+    "read_submission",
+    "render_submission",
+    "validate_predictions",
+    "write_submissions",
+]
 
 
 def validate_predictions(
-    spec: Spec, ids: np.ndarray, predictions: dict[str, np.ndarray], test_ids: np.ndarray
+    spec: Spec,
+    ids: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    test_ids: np.ndarray,
+    probabilities: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Check predictions before anything is written.
+    """Check predictions (and probabilities) before anything is written.
 
     Raises:
         UserError: on an id mismatch with the test file (duplicated, missing, extra, or out of
-            order), a row count mismatch, a label out of range, or NaN.
+            order), a row count mismatch, a label out of range, NaN, or a probability outside [0, 1].
     """
     fix = "predict again from the current test file"
     check_ids("predictions", ids, test_ids, "the test file", fix)
@@ -103,33 +82,68 @@ def validate_predictions(
             raise UserError(
                 f"task '{task.name}': {int((~np.isfinite(pred)).sum())} predictions are NaN or inf"
             )
+    for task in spec.tasks:
+        if task.kind == "regression" or task.name not in (probabilities or {}):
+            continue
+        p = np.asarray(probabilities[task.name], dtype=np.float64)
+        if not (np.isfinite(p) & (p >= 0) & (p <= 1)).all():
+            raise UserError(f"task '{task.name}': probabilities must be finite and within [0, 1]; {fix}")
+
+
+def file_rows(spec: Spec, sub: SubmissionSpec, images: int) -> int:
+    """The data rows a file holds for ``images`` test images (a long file: one per image and cell)."""
+    return images * len(plan(spec, sub)) if sub.long else images
 
 
 def render_submission(
-    spec: Spec, sub: SubmissionSpec, ids: np.ndarray, predictions: dict[str, np.ndarray]
+    spec: Spec,
+    sub: SubmissionSpec,
+    ids: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    probabilities: dict[str, np.ndarray] | None = None,
+    order: list[int] | None = None,
 ) -> str:
-    """The text of one submission file."""
+    """The text of one submission file (rows in ``order`` of the rows as planned, when given)."""
+    cells = plan(spec, sub)
+    texts = [column_text(cell, sub, predictions, probabilities) for cell in cells]
+    if sub.long:
+        ids_out = row_ids(sub, cells, ids)
+        rows = [
+            [ids_out[i * len(cells) + c], texts[c][i]] for i in range(len(ids)) for c in range(len(cells))
+        ]
+    else:
+        prefix = [[str(i)] for i in ids] if sub.id_column else [[] for _ in ids]
+        rows = [prefix[i] + [t[i] for t in texts] for i in range(len(ids))]
     out = io.StringIO()
     writer = csv.writer(out, delimiter=sub.sep, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     if sub.header:
-        writer.writerow(header(sub))
-    tasks = [spec.task(name) for name in sub.columns.values()]
-    for i, row_id in enumerate(ids):
-        values = [_format(task, sub, predictions[task.name][i]) for task in tasks]
-        writer.writerow(([row_id] if sub.id_column else []) + values)
+        writer.writerow(header(spec, sub))
+    writer.writerows(rows if order is None else [rows[k] for k in order])
     return out.getvalue()
 
 
 def write_submissions(
-    spec: Spec, ids: np.ndarray, predictions: dict[str, np.ndarray], test_ids: np.ndarray, out_dir: Path
+    spec: Spec,
+    ids: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    test_ids: np.ndarray,
+    out_dir: Path,
+    probabilities: dict[str, np.ndarray] | None = None,
 ) -> list[Path]:
-    """Validate, then write every submission file the spec names (atomically)."""
+    """Validate, then write every submission file the spec names (atomically), each in the row
+    order of its sample submission when the spec names one.
+
+    Args:
+        predictions: Decided predictions per task (class indices, 0/1 labels, values).
+        probabilities: The probabilities per task, for the probability cells.
+    """
     if not spec.submissions:
         raise UserError(f"competition '{spec.name}' names no submission files ([[submissions]])")
-    validate_predictions(spec, ids, predictions, test_ids)
-    rendered = {
-        out_dir / sub.file: render_submission(spec, sub, ids, predictions) for sub in spec.submissions
-    }
+    validate_predictions(spec, ids, predictions, test_ids, probabilities)
+    rendered = {}
+    for sub in spec.submissions:
+        order = sample_order(spec, sub, row_ids(sub, plan(spec, sub), ids)) if sub.sample else None
+        rendered[out_dir / sub.file] = render_submission(spec, sub, ids, predictions, probabilities, order)
     for path, text in rendered.items():
         write_text_atomic(path, text)
     return list(rendered)
@@ -138,56 +152,103 @@ def write_submissions(
 def read_submission(
     spec: Spec, sub: SubmissionSpec, path: Path
 ) -> tuple[list[str] | None, dict[str, np.ndarray]]:
-    """Parse a submission file back into ids (None without an id column) and predictions.
+    """Parse a submission file back into image ids (None without an id column) and predictions
+    per task, one row per image: decided labels and values; a task's probability cells as an
+    (n, classes) array (NaN for classes the file does not hold). A long file's rows are split
+    back into image, task and class by its ``id_template``.
 
     Raises:
-        UserError: naming the file and line of the first malformed row.
+        UserError: naming the file, line and column of the first malformed row or cell.
     """
-    from mtlkaggle.readback import read_text
+    cells = plan(spec, sub)
+    rows, start = read_rows(spec, sub, path)
+    if sub.long:
+        ids, found = _read_long(sub, cells, rows, start, path)
+    else:
+        offset = 1 if sub.id_column else 0
+        ids = [row[0] for row in rows] if sub.id_column else None
+        found = [
+            (
+                cell,
+                [
+                    _parse_at(sub, cell, row, row[offset + c], line, path)
+                    for line, row in enumerate(rows, start)
+                ],
+            )
+            for c, cell in enumerate(cells)
+        ]
+    n = len(ids) if ids is not None else len(rows)
+    probs: dict[str, np.ndarray] = {}
+    decided: dict[str, np.ndarray] = {}
+    for cell, values in found:
+        if cell.kind == "probability":
+            probs.setdefault(cell.task.name, np.full((n, cell.task.size), np.nan))[:, cell.index] = values
+        else:
+            decided[cell.task.name] = np.array(values)
+    return ids, {**probs, **decided}  # a task written both ways: its decided labels
 
-    text = read_text(path, f"write it with `mtlkaggle predict {spec.name}`", "submission file")
-    try:
-        rows = [row for row in csv.reader(io.StringIO(text, newline=""), delimiter=sub.sep)]
-    except csv.Error as e:
-        raise UserError(f"{path}: not a readable CSV ({e}); predict again") from None
-    expected = header(sub)
-    start = 0
-    if sub.header:
-        if not rows or rows[0] != expected:
-            found = rows[0] if rows else "an empty file"
-            raise UserError(f"{path}:1: header should be {sub.sep.join(expected)!r}, found {found}")
-        start = 1
-    tasks = [spec.task(name) for name in sub.columns.values()]
-    ids: list[str] = []
-    values: dict[str, list] = {t.name: [] for t in tasks}
+
+def _parse_at(sub: SubmissionSpec, cell, row: list[str], text: str, line: int, path: Path):
+    where = f"{path}:{line}: " + (f"row '{row[0]}', " if sub.id_column else "")
+    return parse_cell(cell, sub, text, where + f"column '{cell.column}'")
+
+
+def _read_long(sub: SubmissionSpec, cells: list, rows: list[list[str]], start: int, path: Path):
+    """A long file's image ids (in first-seen order) and each cell's values, one per image."""
+    pattern, by_key = long_row_keys(sub, cells)
+    column = next(iter(sub.columns))
+    images: dict[str, int] = {}
+    seen: dict[tuple, object] = {}
+    for line, row in enumerate(rows, start=start):
+        match = pattern.fullmatch(row[0])
+        if match is None:
+            raise UserError(f"{path}:{line}: row '{row[0]}' is not an id of the form {sub.id_template!r}")
+        key = (match.groupdict().get("task") or cells[0].task.name, match.groupdict().get("cls") or "")
+        image = images.setdefault(match.group("image"), len(images))
+        if (image, key) in seen:
+            raise UserError(f"{path}:{line}: row '{row[0]}' appears more than once")
+        cell = by_key[key]
+        seen[image, key] = parse_cell(cell, sub, row[1], f"{path}:{line}: row '{row[0]}', column '{column}'")
+    found = []
+    for key, cell in by_key.items():
+        missing = [image for image, k in images.items() if (k, key) not in seen]
+        if missing:
+            raise UserError(f"{path}: no row for image '{missing[0]}' and {'/'.join(filter(None, key))}")
+        found.append((cell, [seen[k, key] for k in range(len(images))]))
+    return list(images), found
+
+
+def check_file(spec: Spec, sub: SubmissionSpec, path: Path, test_ids) -> int:
+    """Check one submission file as Kaggle will read it: header, ids (each once, those of the
+    sample submission, or of the test file), row count, and every cell's kind.
+
+    Returns:
+        The number of rows.
+
+    Raises:
+        UserError: one line naming the first problem, or the first bad cell (line, row id, column).
+    """
+    fix = f"predict again (`mtlkaggle predict {spec.name}`) or correct the file"
+    rows, start = read_rows(spec, sub, path)
+    cells = plan(spec, sub)
+    planned = row_ids(sub, cells, test_ids)
+    if sub.sample:
+        sample_path, sample_rows = read_sample(spec, sub)
+        expected = [row[0] if row else "" for row in sample_rows] if sub.id_column else None
+        count, against = len(sample_rows), f"the sample submission {sample_path.name}"
+    else:
+        expected, count, against = planned, len(planned), "the test file"
+    if sub.id_column:
+        check_ids(str(path), [row[0] for row in rows], expected, against, fix)
+    if len(rows) != count:
+        raise UserError(f"{path}: {len(rows)} rows, {against} has {count}; {fix}")
+    by_id = dict(zip(planned, cells * len(test_ids), strict=True)) if sub.long else {}
     offset = 1 if sub.id_column else 0
-    for line, row in enumerate(rows[start:], start=start + 1):
-        if len(row) != len(expected):
-            raise UserError(f"{path}:{line}: expected {len(expected)} fields, found {len(row)}")
-        if sub.id_column:
-            ids.append(row[0])
-        for task, cell in zip(tasks, row[offset:], strict=True):
-            values[task.name].append(_parse(task, sub, cell, f"{path}:{line}"))
-    return (ids if sub.id_column else None), {k: np.array(v) for k, v in values.items()}
-
-
-def _parse(task: TaskSpec, sub: SubmissionSpec, cell: str, where: str):
-    try:
-        if task.kind == "multiclass":
-            k = task.label_names.index(cell) if sub.label_format == "name" else int(cell)
-            if not 0 <= k < task.size:
-                raise ValueError
-            return k
-        if task.kind == "multilabel":
-            row = np.zeros(task.size, dtype=np.float32)
-            indices = [int(t) for t in cell.split(task.label_sep if task.label_sep.strip() else None)]
-            if any(not 0 <= k < task.size for k in indices):
-                raise ValueError
-            row[indices] = 1
-            return row
-        x = float(cell)
-        if not math.isfinite(x):
-            raise ValueError
-        return x
-    except ValueError:
-        raise UserError(f"{where}: {cell!r} is not a valid value for task '{task.name}'") from None
+    for line, row in enumerate(rows, start=start):
+        where = f"{path}:{line}: row '{row[0]}'," if sub.id_column else f"{path}:{line}:"
+        if sub.long and row[0] not in by_id:
+            raise UserError(f"{where} not an id that id_template gives for the test file; {fix}")
+        for cell, text in zip([by_id[row[0]]] if sub.long else cells, row[offset:], strict=True):
+            column = next(iter(sub.columns)) if sub.long else cell.column
+            parse_cell(cell, sub, text, f"{where} column '{column}'")
+    return len(rows)

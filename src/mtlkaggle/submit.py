@@ -24,7 +24,7 @@ from mtlkaggle.errors import UserError
 from mtlkaggle.io import write_json_atomic
 from mtlkaggle.paths import submitted_log
 from mtlkaggle.spec import Spec, SubmissionSpec
-from mtlkaggle.submission import check_ids, read_submission
+from mtlkaggle.submission import check_file
 
 CREDENTIAL_HELP = (
     "set KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_API_TOKEN, or save kaggle.json from "
@@ -132,26 +132,22 @@ def _explain(error: Exception, what: str, competition: str) -> UserError:
 
 
 def validate_files(spec: Spec, submission_dir: Path) -> list[tuple[SubmissionSpec, Path, int]]:
-    """Parse every submission file and check its rows against the test file."""
+    """Check every submission file as Kaggle will read it: header, ids (those of the sample
+    submission where the spec names one, else the test file's), row count and every cell's kind
+    (:func:`mtlkaggle.submission.check_file`)."""
     from mtlkaggle.data import read_split
 
     test_ids = list(read_split(spec, "test", labelled=False).ids)
-    checked = []
-    for sub in spec.submissions:
-        path = submission_dir / sub.file
-        ids, predictions = read_submission(spec, sub, path)
-        rows = len(next(iter(predictions.values()))) if predictions else 0
-        fix = f"predict again (`mtlkaggle predict {spec.name}`)"
-        if ids is not None:
-            check_ids(str(path), ids, test_ids, "the test file", fix)
-        if rows != len(test_ids) or (ids is not None and ids != test_ids):
-            raise UserError(f"{path}: {rows} rows do not match the {len(test_ids)} test ids in order; {fix}")
-        checked.append((sub, path, rows))
-    return checked
+    return [
+        (sub, submission_dir / sub.file, check_file(spec, sub, submission_dir / sub.file, test_ids))
+        for sub in spec.submissions
+    ]
 
 
 def submit_files(spec: Spec, submission_dir: Path, message: str, dry_run: bool = False) -> list[Upload]:
     """Validate every submission file, then upload each to its own competition.
+
+    A dry run checks the files only: it needs no Kaggle slug and no credentials.
 
     Returns:
         One :class:`Upload` per file (``ref`` empty on a dry run).
@@ -159,15 +155,19 @@ def submit_files(spec: Spec, submission_dir: Path, message: str, dry_run: bool =
     Raises:
         UserError: a file fails validation, a spec names no competition, or Kaggle refuses.
     """
+    if not spec.submissions:
+        raise UserError(f"competition '{spec.name}' names no submission files ([[submissions]])")
     checked = validate_files(spec, submission_dir)
     read_record(spec.name)  # a damaged record stops the upload before anything is sent
+    if dry_run:
+        return [
+            Upload(path, sub.kaggle or "-", "", f"would submit {rows} rows") for sub, path, rows in checked
+        ]
     missing = [sub.file for sub, _, _ in checked if not sub.kaggle]
     if missing:
         raise UserError(
             f'submission {missing[0]} names no Kaggle competition (`kaggle = "slug"` in the spec)'
         )
-    if dry_run:
-        return [Upload(path, sub.kaggle, "", f"would submit {rows} rows") for sub, path, rows in checked]
     api = kaggle_api()
     uploads = []
     for sub, path, _ in checked:

@@ -16,6 +16,7 @@ from mtlkaggle.errors import UserError
 from mtlkaggle.io import write_json_atomic
 from mtlkaggle.metrics import decide, default_cuts, expected_class, score_metric, to_classes, uses_cuts
 from mtlkaggle.paths import RunLayout
+from mtlkaggle.probabilities import probability_columns, task_probabilities, with_named_columns
 from mtlkaggle.readback import numeric_columns, read_json_object, read_table
 from mtlkaggle.spec import PROBABILISTIC, Spec, TaskSpec
 from mtlkaggle.threshold_search import (
@@ -84,7 +85,7 @@ def collect_oof(
         if task.kind == "regression":
             probs[task.name] = oof[task.name].to_numpy(dtype=np.float64)
         else:
-            probs[task.name] = oof[[f"{task.name}:{k}" for k in range(task.size)]].to_numpy(dtype=np.float64)
+            probs[task.name] = task_probabilities(oof, task)
     return ids, targets, probs
 
 
@@ -92,16 +93,15 @@ def _read_oof(spec: Spec, path: Path):
     """One fold's ``oof.csv``, with every probability column present, numeric and in [0, 1]."""
     fix = f"train that fold again (`mtlkaggle train {spec.name} --fold {path.parent.name[4:]} --overwrite`)"
     id_column = spec.data.id_column
-    probability = [f"{t.name}:{k}" for t in spec.tasks if t.kind != "regression" for k in range(t.size)]
     values = [t.name for t in spec.tasks if t.kind == "regression"]
     frame = read_table(
-        path,
-        fix,
-        [id_column, *probability, *values],
-        "out-of-fold file",
-        dtype={id_column: str},
-        keep_default_na=False,
+        path, fix, [id_column, *values], "out-of-fold file", dtype={id_column: str}, keep_default_na=False
     )
+    frame = with_named_columns(spec, frame)  # a file of an earlier version names classes by index
+    probability = [c for t in spec.tasks if t.kind != "regression" for c in probability_columns(t)]
+    missing = [c for c in probability if c not in frame.columns]
+    if missing:
+        raise UserError(f"{path}:1: no column(s) {', '.join(repr(c) for c in missing[:3])}; {fix}")
     if probability:
         numeric_columns(frame, path, probability, fix, 0.0, 1.0)
     if values:

@@ -13,15 +13,21 @@ from mtlkaggle.cli.options import Comp, DataDir, Json, console, err_console, pri
 from mtlkaggle.cli.tables import submissions_table
 from mtlkaggle.errors import UserError
 
+_DryRun = Annotated[
+    bool,
+    typer.Option(
+        help="Check every file as Kaggle reads it and show what would be sent; upload nothing "
+        "(needs no Kaggle slug or credentials)."
+    ),
+]
+
 
 @user_errors
 def submit(
     comp: Comp,
     message: Annotated[str, typer.Option(help="Submission description shown on Kaggle.")] = "mtlkaggle",
     submission_dir: Annotated[Path | None, typer.Option(help="Default: submissions/COMP.")] = None,
-    dry_run: Annotated[
-        bool, typer.Option(help="Validate and show what would be sent; upload nothing.")
-    ] = False,
+    dry_run: _DryRun = False,
     wait: Annotated[
         bool,
         typer.Option("--wait/--no-wait", help="Wait until Kaggle has scored each file; print the scores."),
@@ -57,7 +63,11 @@ def submit(
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
-    """Validate every submission file, then upload each to its Kaggle competition.
+    """Check every submission file, then upload each to its Kaggle competition.
+
+    Each file is checked as Kaggle reads it, against the spec's sample submission where it names
+    one (else the test file): the header, every id once, the row count, every cell (probabilities
+    finite and within [0, 1], labels among the classes). The first bad cell is named; nothing is sent.
 
     Uses the official kaggle client: credentials from KAGGLE_USERNAME/KAGGLE_KEY,
     KAGGLE_API_TOKEN or ~/.kaggle/kaggle.json. Exits non-zero with Kaggle's message when an upload

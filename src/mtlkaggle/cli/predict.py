@@ -35,7 +35,13 @@ _RunWeights = Annotated[
 
 _Folds = Annotated[str | None, typer.Option(help="Comma-separated folds (default: every trained fold).")]
 
-_Tta = Annotated[bool, typer.Option("--tta/--no-tta", help="Average over the spec's TTA views too.")]
+_Tta = Annotated[
+    bool,
+    typer.Option(
+        "--tta/--no-tta",
+        help="Average over the spec's TTA views too ([predict] tta; [] = the plain view only).",
+    ),
+]
 
 _Views = Annotated[
     str | None,
@@ -137,11 +143,19 @@ def predict(
         augment_on=augment_on.value if augment_on else spec.augment.on,
     )
     ensemble, written = run_predict(spec, options)
+    _print_written(spec, ensemble, written)
+
+
+def _print_written(spec, ensemble, written) -> None:
+    """The files ``predict`` wrote, with their data rows (a long file: one per image and cell)."""
+    from mtlkaggle.submission import file_rows
+
     title = (
         f"{escape(spec.name)}: {len(ensemble.folds)} fold(s) x {len(ensemble.views)} view(s) "
         f"({escape(', '.join(ensemble.views))})"
     )
-    console.print(files_table(title, [(path, len(ensemble.ids)) for path in written]))
+    rows = [file_rows(spec, sub, len(ensemble.ids)) for sub in spec.submissions]
+    console.print(files_table(title, list(zip(written, rows, strict=True))))
 
 
 def _predict_bundle(bundle, options, inputs, out, path_column, competition_files, data_dir, out_dir) -> None:

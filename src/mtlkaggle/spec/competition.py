@@ -56,9 +56,7 @@ class Spec(_Strict):
         if len(set(names)) != len(names):
             raise ValueError(f"task names must be unique, got {names}")
         for sub in self.submissions:
-            unknown = [t for t in sub.columns.values() if t not in names]
-            if unknown:
-                raise ValueError(f"submission '{sub.file}' names unknown task(s) {unknown}")
+            sub.check_tasks({t.name: t for t in self.tasks})
         if self.data.in_chans != 3 and self.augment.color_jitter:
             raise ValueError(
                 f"augment.color_jitter needs RGB images, and data gives {self.data.in_chans} channels; "

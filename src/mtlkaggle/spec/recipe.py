@@ -122,7 +122,7 @@ class TrainSpec(_Strict):
     n_splits: int = Field(5, ge=2, description="Folds made by `mtlkaggle folds` (default 5).")
 
 
-TTA_VIEW = r"^(hflip|vflip|zoom:[0-9.]+|hflip\+zoom:[0-9.]+|crop:0?\.[0-9]+:(tl|tr|bl|br|c))$"
+TTA_VIEW = r"^(identity|hflip|vflip|zoom:[0-9.]+|hflip\+zoom:[0-9.]+|crop:0?\.[0-9]+:(tl|tr|bl|br|c))$"
 
 
 class PredictSpec(_Strict):
@@ -130,7 +130,9 @@ class PredictSpec(_Strict):
 
     tta: list[Annotated[str, StringConstraints(pattern=TTA_VIEW)]] = Field(
         default_factory=lambda: ["hflip"],
-        description="Test-time views beside the plain one: hflip, vflip, zoom:S, crop:S:tl|tr|bl|br|c.",
+        description="Views averaged with the plain one under --tta (predict, bundles, notebooks): "
+        "hflip, vflip, zoom:S, hflip+zoom:S, crop:F:POS; default ['hflip']; [] or ['identity'] = the "
+        "plain view only, for classes a flip changes (digits, characters).",
     )
     batch_size: int = Field(64, ge=1, description="Images per inference batch (default 64).")
     threshold_candidates: int = Field(
