@@ -358,7 +358,7 @@ def write_isic(data: Path, n_train: int = 24, n_test: int = 6, seed: int = 7) ->
 RSNA_SUBTYPES = ["epidural", "intraparenchymal", "intraventricular", "subarachnoid", "subdural", "any"]
 
 
-def _dicom(path: Path, image_id: str, rng: np.random.Generator, size: int = 32) -> None:
+def _dicom(path: Path, image_id: str, rng: np.random.Generator, signed: bool, size: int = 32) -> None:
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
@@ -377,21 +377,27 @@ def _dicom(path: Path, image_id: str, rng: np.random.Generator, size: int = 32) 
     ds.Rows = ds.Columns = size
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
-    ds.WindowCenter, ds.WindowWidth = 40, 80
     hu = rng.integers(-1000, 100, (size, size))
     a, b = sorted(rng.integers(0, size, 2))
     hu[a : b + 1, a : b + 1] = rng.integers(30, 80)  # brain/blood densities inside the window
-    ds.PixelData = (hu + 1024).astype(np.uint16).tobytes()
+    if signed:  # the scanners differ: signed slices pad outside the field of view with -2000 HU
+        hu[0, :] = -2000
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.WindowCenter, ds.WindowWidth = [36, 36], [80, 80]  # multi-valued, as some files have
+        ds.PixelData = (hu + 1024).astype(np.int16).tobytes()
+    else:
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+        ds.WindowCenter, ds.WindowWidth = 40, 80
+        ds.PixelData = (hu + 1024).astype(np.uint16).tobytes()
+    ds.RescaleIntercept, ds.RescaleSlope = -1024, 1
     path.parent.mkdir(parents=True, exist_ok=True)
     pydicom.dcmwrite(path, ds, enforce_file_format=True)
 
 
-def _quiet_dicom(path: Path, image_id: str, rng: np.random.Generator) -> None:
+def _quiet_dicom(path: Path, image_id: str, rng: np.random.Generator, signed: bool) -> None:
     with warnings.catch_warnings():  # pydicom warns on every "ID_..." UID; the files are as shipped
         warnings.filterwarnings("ignore", message="Invalid value for VR UI")
-        _dicom(path, image_id, rng)
+        _dicom(path, image_id, rng, signed)
 
 
 def write_rsna(data: Path, n_train: int = 18, n_test: int = 6, seed: int = 8) -> Written:
@@ -400,7 +406,10 @@ def write_rsna(data: Path, n_train: int = 18, n_test: int = 6, seed: int = 8) ->
     ids = [f"ID_{_hex(rng, 9)}" for _ in range(n_train + n_test)]
     for i, image_id in enumerate(ids):
         _quiet_dicom(
-            data / ("stage_2_train" if i < n_train else "stage_2_test") / f"{image_id}.dcm", image_id, rng
+            data / ("stage_2_train" if i < n_train else "stage_2_test") / f"{image_id}.dcm",
+            image_id,
+            rng,
+            signed=i % 2 == 1,
         )
     rows = []
     for i, image_id in enumerate(ids[:n_train]):
