@@ -2,8 +2,9 @@
 plus unzip leaves them under ``data/SLUG/``.
 
 Each writer follows the competition's PUBLISHED description (its Data and Evaluation pages and the
-sample submission shipped with it; the page read is cited above each writer), not mtlkaggle's code:
-file names, folders, columns, id formats and label encodings as published; images written by the
+sample submission shipped with it; the page read is cited above each writer; "MLE-bench's
+SLUG/description.md" is the copy of the Kaggle pages kept at
+https://github.com/openai/mle-bench/tree/main/mlebench/competitions), not mtlkaggle's code: file names, folders, columns, id formats and label encodings as published; images written by the
 real writers (PIL JPEG/PNG, pydicom, h5py, pandas). Sizes are tiny (32 px, 16-24 train rows, 6
 test rows) so a whole pipeline runs in seconds on a CPU.
 
@@ -82,8 +83,8 @@ def write_digit_recognizer(data: Path, n_train: int = 20, n_test: int = 6, seed:
 
 
 # --- cassava-leaf-disease-classification --------------------------------------------------------
-# https://www.kaggle.com/c/cassava-leaf-disease-classification/data, as summarised at
-# https://classyclassifiers.medium.com/cassava-leaf-disease-classification-39e0f9fd8281: train.csv
+# https://www.kaggle.com/c/cassava-leaf-disease-classification/data and /overview/evaluation, as copied in
+# MLE-bench's cassava-leaf-disease-classification/description.md: train.csv
 # (image_id = the file name with ".jpg", label = the disease code 0-4), train_images/, test_images/
 # (no test.csv: the sample submission lists the test images), label_num_to_disease_map.json,
 # [train/test]_tfrecords (the same images again; not needed), sample_submission.csv "image_id,label"
@@ -115,8 +116,8 @@ def write_cassava(data: Path, n_train: int = 20, n_test: int = 6, seed: int = 1)
 
 
 # --- aptos2019-blindness-detection --------------------------------------------------------------
-# https://www.kaggle.com/c/aptos2019-blindness-detection/data, as copied at
-# https://fast.hugflare.com/datasets/zjunlp/PredictBeforeExecute/blob/main/tasks/competitions/aptos2019-blindness-detection/description_obfuscated.md:
+# https://www.kaggle.com/c/aptos2019-blindness-detection/data, as copied in
+# MLE-bench's aptos2019-blindness-detection/description.md:
 # train.csv (id_code, diagnosis 0-4), test.csv (id_code), train_images/{id_code}.png,
 # test_images/{id_code}.png, sample_submission.csv "id_code,diagnosis" ("0005cfc8afb6,0").
 # Metric: quadratic weighted kappa.
@@ -139,12 +140,13 @@ def write_aptos(data: Path, n_train: int = 20, n_test: int = 6, seed: int = 2) -
 
 
 # --- plant-pathology-2021-fgvc8 -----------------------------------------------------------------
-# https://www.kaggle.com/c/plant-pathology-2021-fgvc8/data (classes as listed in
-# https://github.com/sajedjalil/Data-Science-Pipeline-Detector's "Plant Pathology 2021 FGVC8 - training
-# dataset review"): train.csv "image,labels", image = the file name with ".jpg", labels = the
-# diseases' names separated by one space ("scab frog_eye_leaf_spot"); train_images/, test_images/
-# (no test.csv), sample_submission.csv "image,labels" ("85f8cb619c66b863.jpg,healthy").
-# Metric: mean F1 score.
+# https://www.kaggle.com/c/plant-pathology-2021-fgvc8/data, as copied in
+# MLE-bench's plant-pathology-2021-fgvc8/description.md
+# (the six classes as listed in https://github.com/sajedjalil/Data-Science-Pipeline-Detector's "Plant
+# Pathology 2021 FGVC8 - training dataset review"): train.csv "image,labels", image = the file name
+# with ".jpg", labels = the diseases' names separated by one space ("scab frog_eye_leaf_spot");
+# train_images/, test_images/ (no test.csv), sample_submission.csv "image,labels" ("85f8cb619c66b863.jpg,healthy").
+# Metric: Kaggle's Mean F1-Score (F1 per image, averaged).
 PLANT_CLASSES = ["complex", "frog_eye_leaf_spot", "healthy", "powdery_mildew", "rust", "scab"]
 _PLANT_LABELS = [
     "healthy",
@@ -175,12 +177,12 @@ def write_plant_pathology(data: Path, n_train: int = 24, n_test: int = 6, seed: 
 
 
 # --- ranzcr-clip-catheter-line-classification ---------------------------------------------------
-# https://www.kaggle.com/c/ranzcr-clip-catheter-line-classification/data (column names as read in the
-# public notebooks collected at https://github.com/sajedjalil/Data-Science-Pipeline-Detector): train.csv
+# https://www.kaggle.com/c/ranzcr-clip-catheter-line-classification/data, as copied in
+# MLE-bench's ranzcr-clip-catheter-line-classification/description.md: train.csv
 # "StudyInstanceUID", eleven 0/1 columns named with spaces and hyphens, "PatientID";
 # train/{StudyInstanceUID}.jpg (grey chest x-rays; the UID is dotted digits), test/ likewise,
 # train_annotations.csv (line coordinates; not needed), sample_submission.csv: StudyInstanceUID and
-# the eleven columns, one probability each. Metric: mean column-wise ROC AUC. Patients have several
+# the eleven columns (0 each), one probability each. Metric: mean column-wise ROC AUC. Patients have several
 # studies, so folds must keep a patient together.
 RANZCR_COLUMNS = [
     "ETT - Abnormal",
@@ -228,11 +230,11 @@ def write_ranzcr(data: Path, n_train: int = 24, n_test: int = 6, seed: int = 4) 
 
 
 # --- imet-2020-fgvc7 ----------------------------------------------------------------------------
-# https://www.kaggle.com/c/imet-2020-fgvc7/data and /overview/evaluation (as copied in the MLE-bench
-# description found by the code search, and https://github.com/phalanx-hk/kaggle_practice
-# imet2020/README.md for the label groups): train.csv "id,attribute_ids" with space-separated
-# attribute indices; labels.csv "attribute_id,attribute_name" (3,474 attributes named
-# "country::", "culture::", "dimension::", "medium::", "tags::"); train/{id}.png, test/{id}.png;
+# https://www.kaggle.com/c/imet-2020-fgvc7/data and /overview/evaluation, as copied in
+# MLE-bench's imet-2020-fgvc7/description.md
+# (label groups from https://github.com/phalanx-hk/kaggle_practice imet2020/README.md): train.csv
+# "id,attribute_ids" with space-separated attribute indices; labels.csv "attribute_id,attribute_name"
+# (3,474 attributes named "country::", "culture::", "dimension::", "medium::", "tags::"); train/{id}.png, test/{id}.png;
 # sample_submission.csv "id,attribute_ids" ("00011f01965f141f5d1eea6592fa9862,0 1 2").
 # Metric: micro-averaged F1.
 IMET_GROUPS = [("country", 100), ("culture", 681), ("dimension", 5), ("medium", 1920), ("tags", 768)]
