@@ -4,7 +4,8 @@ plus unzip leaves them under ``data/SLUG/``.
 Each writer follows the competition's PUBLISHED description (its Data and Evaluation pages and the
 sample submission shipped with it; the page read is cited above each writer; "MLE-bench's
 SLUG/description.md" is the copy of the Kaggle pages kept at
-https://github.com/openai/mle-bench/tree/main/mlebench/competitions), not mtlkaggle's code: file names, folders, columns, id formats and label encodings as published; images written by the
+https://github.com/openai/mle-bench/tree/main/mlebench/competitions), not mtlkaggle's code: file names,
+folders, columns, id formats and label encodings as published; images written by the
 real writers (PIL JPEG/PNG, pydicom, h5py, pandas). Sizes are tiny (32 px, 16-24 train rows, 6
 test rows) so a whole pipeline runs in seconds on a CPU.
 
@@ -145,7 +146,8 @@ def write_aptos(data: Path, n_train: int = 20, n_test: int = 6, seed: int = 2) -
 # (the six classes as listed in https://github.com/sajedjalil/Data-Science-Pipeline-Detector's "Plant
 # Pathology 2021 FGVC8 - training dataset review"): train.csv "image,labels", image = the file name
 # with ".jpg", labels = the diseases' names separated by one space ("scab frog_eye_leaf_spot");
-# train_images/, test_images/ (no test.csv), sample_submission.csv "image,labels" ("85f8cb619c66b863.jpg,healthy").
+# train_images/, test_images/ (no test.csv), sample_submission.csv "image,labels"
+# ("85f8cb619c66b863.jpg,healthy").
 # Metric: Kaggle's Mean F1-Score (F1 per image, averaged).
 PLANT_CLASSES = ["complex", "frog_eye_leaf_spot", "healthy", "powdery_mildew", "rust", "scab"]
 _PLANT_LABELS = [
@@ -234,7 +236,8 @@ def write_ranzcr(data: Path, n_train: int = 24, n_test: int = 6, seed: int = 4) 
 # MLE-bench's imet-2020-fgvc7/description.md
 # (label groups from https://github.com/phalanx-hk/kaggle_practice imet2020/README.md): train.csv
 # "id,attribute_ids" with space-separated attribute indices; labels.csv "attribute_id,attribute_name"
-# (3,474 attributes named "country::", "culture::", "dimension::", "medium::", "tags::"); train/{id}.png, test/{id}.png;
+# (3,474 attributes named "country::", "culture::", "dimension::", "medium::", "tags::"); train/{id}.png,
+# test/{id}.png;
 # sample_submission.csv "id,attribute_ids" ("00011f01965f141f5d1eea6592fa9862,0 1 2").
 # Metric: micro-averaged F1.
 IMET_GROUPS = [("country", 100), ("culture", 681), ("dimension", 5), ("medium", 1920), ("tags", 768)]
