@@ -4,8 +4,10 @@ descriptions) and writes the file the competition reads, checked against its sam
 
 from __future__ import annotations
 
+import io
 import math
 import re
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -15,9 +17,11 @@ from mtlkaggle.cli import app
 from mtlkaggle.spec import DataSpec, SubmissionSpec, TaskSpec, load_spec
 
 from . import kaggle_layouts as kl
+from . import test_submit
 from .conftest import REPO
 
 SLUGS = list(kl.LAYOUTS)
+kaggle_server, kaggle = test_submit.kaggle_server, test_submit.kaggle  # the local Kaggle API fixtures
 
 # The spec fields the templates use beyond the format before issues 20/21 (see /work/wt/CONTRACT.md);
 # on a checkout without them the template tests are skipped, naming what is missing.
@@ -175,3 +179,29 @@ def test_fixtures_follow_the_published_layouts(tmp_path):
     ranzcr = kl.write_ranzcr(root / "c")
     columns = pd.read_csv(ranzcr.data_dir / "train.csv", nrows=0).columns.tolist()
     assert columns == ["StudyInstanceUID", *kl.RANZCR_COLUMNS, "PatientID"]
+
+
+def _zip_folder(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder).as_posix())
+    return buffer.getvalue()
+
+
+@needs_format_fields
+@pytest.mark.parametrize("slug", SLUGS)
+def test_init_download_check_as_a_new_user(slug, kaggle, runner, tmp_path, monkeypatch):
+    """`init SLUG`, `download SLUG` (the real kaggle client; a local server playing Kaggle serves the
+    competition's zip), `check SLUG`: no --data-dir, nothing converted by hand."""
+    written = kl.LAYOUTS[slug](tmp_path / "published")
+    kaggle.zip_bytes = _zip_folder(written.data_dir)
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.chdir(project)
+    _invoke(runner, ["init", slug])
+    _invoke(runner, ["download", slug])
+    assert any(c.endswith("DownloadDataFiles") for c in kaggle.calls)
+    assert (project / "data" / slug / written.sample_submission.name).is_file()
+    assert "no problems found" in _invoke(runner, ["check", slug])
