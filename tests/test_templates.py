@@ -10,10 +10,13 @@ import re
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from mtlkaggle.cli import app
+from mtlkaggle.data import read_split
 from mtlkaggle.spec import DataSpec, SubmissionSpec, TaskSpec, load_spec
 
 from . import kaggle_layouts as kl
@@ -205,3 +208,118 @@ def test_init_download_check_as_a_new_user(slug, kaggle, runner, tmp_path, monke
     assert any(c.endswith("DownloadDataFiles") for c in kaggle.calls)
     assert (project / "data" / slug / written.sample_submission.name).is_file()
     assert "no problems found" in _invoke(runner, ["check", slug])
+
+
+def _multi_hot(cells: list[list], classes: list) -> np.ndarray:
+    out = np.zeros((len(cells), len(classes)), dtype=np.float32)
+    for row, labels in enumerate(cells):
+        for label in labels:
+            out[row, classes.index(label)] = 1
+    return out
+
+
+def _png(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def _expected_train(slug: str, data: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """From the published files alone (pandas, PIL, h5py, pydicom): the train ids, the one task's
+    targets, and the first train image as the competition's own tools read it (H, W[, C])."""
+    if slug == "rsna-intracranial-hemorrhage-detection":
+        import pydicom
+
+        long = pd.read_csv(data / "stage_2_train.csv")
+        image = long["ID"].str.rsplit("_", n=1).str[0]
+        wide = long.assign(image=image, sub=long["ID"].str.rsplit("_", n=1).str[1])
+        wide = wide.pivot(index="image", columns="sub", values="Label").loc[pd.unique(image)]
+        ds = pydicom.dcmread(data / "stage_2_train" / f"{image[0]}.dcm")
+        hu = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        brain = np.clip((hu - 0.0) / 80.0 * 255.0, 0, 255)  # window 40/80: 0..80 HU -> 0..255
+        ids = [i.removeprefix("ID_") for i in wide.index]
+        return ids, wide[kl.RSNA_SUBTYPES].to_numpy(np.float32), brain
+    frames = {
+        "digit-recognizer": "train.csv",
+        "isic-2024-challenge": "train-metadata.csv",
+    }
+    train = pd.read_csv(data / frames.get(slug, "train.csv"), dtype=str, keep_default_na=False)
+    if slug == "digit-recognizer":
+        pixels = train.filter(like="pixel").to_numpy(np.uint8)[0].reshape(28, 28)
+        return [str(i) for i in range(1, len(train) + 1)], train["label"].astype(int).to_numpy(), pixels
+    if slug == "isic-2024-challenge":
+        import h5py
+
+        with h5py.File(data / "train-image.hdf5") as f:
+            first = np.asarray(Image.open(io.BytesIO(f[train["isic_id"][0]][()])))
+        return list(train["isic_id"]), train[["target"]].astype(np.float32).to_numpy(), first
+    layouts = {  # id column, how the targets are written, where the first image is
+        "cassava-leaf-disease-classification": (
+            "image_id",
+            lambda t: t["label"].astype(int),
+            "train_images/{}",
+        ),
+        "aptos2019-blindness-detection": (
+            "id_code",
+            lambda t: t["diagnosis"].astype(np.float32),
+            "train_images/{}.png",
+        ),
+        "plant-pathology-2021-fgvc8": (
+            "image",
+            lambda t: _multi_hot([c.split(" ") for c in t["labels"]], kl.PLANT_CLASSES),
+            "train_images/{}",
+        ),
+        "ranzcr-clip-catheter-line-classification": (
+            "StudyInstanceUID",
+            lambda t: t[kl.RANZCR_COLUMNS].astype(np.float32),
+            "train/{}.jpg",
+        ),
+        "imet-2020-fgvc7": (
+            "id",
+            lambda t: _multi_hot(
+                [[int(a) for a in c.split()] for c in t["attribute_ids"]], list(range(kl.IMET_CLASSES))
+            ),
+            "train/{}.png",
+        ),
+        "hpa-single-cell-image-classification": (
+            "ID",
+            lambda t: _multi_hot([[int(a) for a in c.split("|")] for c in t["Label"]], list(range(19))),
+            "train/{}_{{}}.png",
+        ),
+    }
+    column, decode, image = layouts[slug]
+    targets = np.asarray(decode(train))
+    first = image.format(train[column][0])
+    if "{}" in first:  # one grey file per stain, stacked in the order the spec names them
+        pixels = np.stack([_png(data / first.format(c)) for c in kl.HPA_COLOURS], axis=-1)
+    else:
+        pixels = _png(data / first)
+    return list(train[column]), targets, pixels
+
+
+@needs_format_fields
+@pytest.mark.parametrize("slug", SLUGS)
+def test_template_reads_the_published_files(slug, tmp_path):
+    """Ids, targets and the first image of the train split, and the test ids in order, as read by the
+    template, against what pandas/PIL/h5py/pydicom read from the published files directly."""
+    written = kl.LAYOUTS[slug](tmp_path / slug)
+    spec = load_spec(slug, data_dir=written.data_dir)
+    train = read_split(spec, "train")
+    ids, targets, first = _expected_train(slug, written.data_dir)
+    assert list(train.ids) == ids
+    np.testing.assert_array_equal(
+        np.asarray(train.targets[spec.tasks[0].name]).reshape(targets.shape), targets
+    )
+    image = train.source.read(0)
+    if slug.startswith("rsna"):  # three CT windows, one channel each: the first is the brain window
+        assert image.shape == (*first.shape, 3)
+        image = image[..., 0]
+    elif first.ndim == 2:  # one channel: fed as three equal ones
+        assert image.shape == (*first.shape, 3) and (image == image[..., :1]).all()
+        image = image[..., 0]
+    tolerance = 1 if slug.startswith("rsna") else 0  # windowing rounds to a grey level
+    np.testing.assert_allclose(image.astype(float), first.astype(float), atol=tolerance)
+    test = read_split(spec, "test")
+    expected_test = written.test_ids
+    if slug.startswith("rsna"):  # the sample lists six rows an image; the test split one row each
+        images = dict.fromkeys(r.rsplit("_", 1)[0] for r in written.test_ids)
+        expected_test = [i.removeprefix("ID_") for i in images]
+    assert list(test.ids) == expected_test
