@@ -33,6 +33,10 @@ demo: setup
 test *ARGS: setup
     {{bin}}/python -m pytest {{ARGS}}
 
+# Regenerate the README's reference of the competition file from the spec's models.
+spec-reference: setup
+    {{bin}}/mtlkaggle spec --reference --readme README.md
+
 # Lint with ruff.
 lint: setup
     {{bin}}/ruff check src tests bench

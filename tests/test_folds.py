@@ -58,7 +58,7 @@ def test_same_seed_same_folds_other_seed_differs(spec):
 
 def test_single_multiclass_uses_exact_stratification():
     y = np.eye(3, dtype=np.float32)[np.repeat([0, 1, 2], [50, 100, 150])]
-    fold = assign_folds(y, 5, seed=0, single_multiclass=True)
+    fold = assign_folds(y, 5, seed=0, single_target=True)
     for k in range(5):
         assert np.bincount(y[fold == k].argmax(1), minlength=3).tolist() == [10, 20, 30]
 
@@ -69,7 +69,7 @@ def test_groups_stay_in_one_fold():
     y = (rng.random((600, 6)) < 0.3).astype(np.float32)
     for single in (False, True):
         yy = np.eye(4, dtype=np.float32)[rng.integers(0, 4, 600)] if single else y
-        fold = assign_folds(yy, 4, seed=0, single_multiclass=single, groups=groups)
+        fold = assign_folds(yy, 4, seed=0, single_target=single, groups=groups)
         per_group = pd.Series(fold).groupby(groups).nunique()
         assert (per_group == 1).all() and set(fold) == {0, 1, 2, 3}
 

@@ -44,47 +44,100 @@ def stratification_matrix(spec: Spec, table: LabelTable) -> np.ndarray:
 
 
 def assign_folds(
-    y: np.ndarray, n_splits: int, seed: int, single_multiclass: bool, groups: np.ndarray | None = None
+    y: np.ndarray, n_splits: int, seed: int, single_target: bool, groups: np.ndarray | None = None
 ) -> np.ndarray:
     """Fold number (0..n_splits-1) for each row of the 0/1 matrix ``y``.
 
-    A single multiclass target uses scikit-learn's StratifiedKFold (StratifiedGroupKFold with
-    groups); anything multi-label, or several tasks, uses iterative stratification
-    (Sechidis et al. 2011) on the concatenated columns. With groups, each group's labels are
-    merged (any row positive) and groups, not rows, are split, so a group never spans two folds.
-    """
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+    A single target column (``single_target``: the columns of ``y`` are the one-hot values of one
+    target, e.g. one multiclass task or one binned regression; or ``y`` has one 0/1 column, e.g. one
+    binary label) uses scikit-learn's StratifiedKFold (StratifiedGroupKFold with groups). Anything
+    multi-label, or several tasks, uses iterative stratification (Sechidis et al. 2011) on the
+    concatenated columns; with groups, each group's labels are merged (any row positive) and groups,
+    not rows, are split. A group never spans two folds.
 
+    Raises:
+        UserError: too few rows or groups for ``n_splits`` folds.
+    """
     n = len(y)
     if n < n_splits:
         raise UserError(f"cannot make {n_splits} folds from {n} rows; lower --n-splits")
-    fold = np.full(n, -1, dtype=np.int64)
-    if single_multiclass:
-        classes = y.argmax(axis=1)
-        if groups is None:
-            splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-            splits = splitter.split(np.zeros(n), classes)
-        else:
-            splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-            splits = splitter.split(np.zeros(n), classes, groups)
-        for k, (_, val) in enumerate(splits):
-            fold[val] = k
-        return fold
+    if groups is not None and len(pd.unique(groups)) < n_splits:
+        count = len(pd.unique(groups))
+        raise UserError(f"cannot make {n_splits} folds from {count} groups; lower --n-splits")
+    if single_target or y.shape[1] <= 1:
+        target = y.argmax(axis=1) if y.shape[1] > 1 else y.reshape(n, -1)[:, 0].astype(np.int64)
+        return _stratified_single(target, n_splits, seed, groups)
+    return _stratified_multilabel(y, n_splits, seed, groups)
+
+
+def _stratified_single(target: np.ndarray, n_splits: int, seed: int, groups: np.ndarray | None) -> np.ndarray:
+    import warnings
+
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+    fold = np.full(len(target), -1, dtype=np.int64)
+    if groups is None:
+        splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    else:
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():  # "least populated class has only k members": checked after
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            for k, (_, val) in enumerate(splitter.split(np.zeros(len(target)), target, groups)):
+                fold[val] = k
+        except ValueError as e:
+            raise UserError(f"cannot make {n_splits} stratified folds: {e}; lower --n-splits") from None
+    return fold
+
+
+def _stratified_multilabel(y: np.ndarray, n_splits: int, seed: int, groups: np.ndarray | None) -> np.ndarray:
+    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
+
     splitter = MultilabelStratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     if groups is None:
-        for k, (_, val) in enumerate(splitter.split(np.zeros(n), y)):
-            fold[val] = k
-        return fold
-    codes, uniques = pd.factorize(groups)
-    if len(uniques) < n_splits:
-        raise UserError(f"cannot make {n_splits} folds from {len(uniques)} groups; lower --n-splits")
-    group_y = np.zeros((len(uniques), y.shape[1]), dtype=np.float32)
-    np.maximum.at(group_y, codes, y)
-    group_fold = np.full(len(uniques), -1, dtype=np.int64)
-    for k, (_, val) in enumerate(splitter.split(np.zeros(len(uniques)), group_y)):
-        group_fold[val] = k
-    return group_fold[codes]
+        codes, rows_y = np.arange(len(y)), y
+    else:
+        codes, uniques = pd.factorize(groups)
+        rows_y = np.zeros((len(uniques), y.shape[1]), dtype=np.float32)
+        np.maximum.at(rows_y, codes, y)
+    unit_fold = np.full(len(rows_y), -1, dtype=np.int64)
+    for k, (_, val) in enumerate(splitter.split(np.zeros(len(rows_y)), rows_y)):
+        unit_fold[val] = k
+    return unit_fold[codes]
+
+
+def _binary_targets(spec: Spec, table: LabelTable) -> dict[str, tuple[np.ndarray, list[str]]]:
+    """Tasks with two outcomes (a 2-class multiclass, a one-column 0/1 task): their 0/1 column and
+    the names of its outcomes (0, 1)."""
+    out = {}
+    for task in spec.tasks:
+        y = np.asarray(table.targets[task.name])
+        if task.kind == "multiclass" and task.size == 2:
+            out[task.name] = (y.astype(np.int64), task.label_names)
+        elif task.kind not in ("multiclass", "regression") and y.reshape(len(y), -1).shape[1] == 1:
+            label = task.label_names[0]
+            out[task.name] = (y.reshape(len(y), -1)[:, 0].astype(np.int64), [f"not {label}", label])
+    return out
+
+
+def _check_binary_folds(
+    spec: Spec, table: LabelTable, fold: np.ndarray, config: FoldConfig, groups: np.ndarray | None
+) -> None:
+    """Every fold must hold both outcomes of each two-outcome task (its validation score needs them)."""
+    n_splits = int(fold.max()) + 1
+    for name, (y, outcomes) in _binary_targets(spec, table).items():
+        for value in (1, 0):
+            empty = [k for k in range(n_splits) if not (y[fold == k] == value).any()]
+            if not empty:
+                continue
+            why = f"{int((y == value).sum())} such row(s)"
+            if groups is not None:
+                holders = len(pd.unique(groups[y == value]))
+                why += f" in {holders} group(s) of '{config.group_column}'"
+            raise UserError(
+                f"task '{name}': fold {empty[0]} would get no '{outcomes[value]}' row ({why}, "
+                f"{n_splits} folds); lower --n-splits or add such rows"
+            )
 
 
 def make_folds(spec: Spec, table: LabelTable, config: FoldConfig) -> pd.DataFrame:
@@ -93,27 +146,42 @@ def make_folds(spec: Spec, table: LabelTable, config: FoldConfig) -> pd.DataFram
     Args:
         spec: The competition (its tasks say what to stratify on).
         table: The labelled training rows.
-        config: Number of folds, seed and optional group column.
+        config: Number of folds, seed and optional group column (``data.group_column`` is passed
+            here by the CLI unless overridden).
 
     Returns:
-        A frame with the id column and ``fold``, in the order of the label file.
+        A frame with the id column and ``fold``, in the order of the label file, plus the group
+        column when grouped (so ``train`` can tell how the folds were made).
+
+    Raises:
+        UserError: too few rows or groups, an unknown group column, or a two-outcome task whose
+            rarer outcome cannot reach every fold.
     """
     y = stratification_matrix(spec, table)
-    single = len(spec.tasks) == 1 and spec.tasks[0].kind == "multiclass"
-    groups = None
-    if config.group_column:
-        from mtlkaggle.data.formats import read_csv_file
-
-        raw = read_csv_file(spec, table.file)
-        if config.group_column not in raw.frame.columns:
-            raise UserError(
-                f"{table.file}: no column '{config.group_column}' for --group-column; "
-                f"columns are {list(raw.frame.columns)}"
-            )
-        by_line = dict(zip(raw.lines.tolist(), raw.frame[config.group_column], strict=True))
-        groups = np.array([by_line[int(line)] for line in table.lines])  # rows kept by `keep` only
+    single = len(spec.tasks) == 1 and (spec.tasks[0].kind in ("multiclass", "regression") or y.shape[1] == 1)
+    groups = _groups(spec, table, config.group_column) if config.group_column else None
     fold = assign_folds(y, config.n_splits, config.seed, single, groups)
-    return pd.DataFrame({spec.data.id_column: table.ids, "fold": fold})
+    _check_binary_folds(spec, table, fold, config, groups)
+    frame = pd.DataFrame({spec.data.id_column: table.ids, "fold": fold})
+    if groups is not None and config.group_column not in frame.columns:
+        frame[config.group_column] = groups
+    return frame
+
+
+def _groups(spec: Spec, table: LabelTable, column: str) -> np.ndarray:
+    """The group of each row of ``table``, from the same rows of the training file."""
+    from mtlkaggle.data.labels import read_rows
+
+    raw = read_rows(spec, "train", labelled=True)
+    if column not in raw.frame.columns:
+        source = "data.group_column" if column == spec.data.group_column else "--group-column"
+        raise UserError(
+            f"{raw.file}: no column '{column}' for {source}; columns are {list(raw.frame.columns)}"
+        )
+    groups = raw.frame[column].to_numpy(dtype=object)
+    if len(groups) != len(table):  # the rows the label table was built from, in the same order
+        raise UserError(f"{raw.file}: the file changed while reading it; run `mtlkaggle folds` again")
+    return groups
 
 
 def write_folds(frame: pd.DataFrame, path: Path) -> None:
@@ -148,6 +216,7 @@ def read_folds(spec: Spec, table: LabelTable, path: Path | None = None) -> np.nd
     if folds.isna().any() or (folds < 0).any() or (folds % 1 != 0).any():
         bad = int(np.flatnonzero(folds.isna() | (folds < 0) | (folds % 1 != 0))[0])
         raise UserError(f"{path}:{bad + 2}: fold '{frame['fold'].iloc[bad]}' is not a fold number; {redo}")
+    _check_grouping(spec, frame, path, redo)
     lookup = dict(zip(frame[spec.data.id_column], folds.astype(int), strict=True))
     missing = [i for i in table.ids if i not in lookup]
     extra = sorted(set(lookup) - set(table.ids))
@@ -156,6 +225,19 @@ def read_folds(spec: Spec, table: LabelTable, path: Path | None = None) -> np.nd
             shown = ", ".join(f"'{i}'" for i in ids[:3]) + (", ..." if len(ids) > 3 else "")
             raise UserError(f"{path}: {len(ids)} {what} ({shown}); the label file changed since: {redo}")
     return np.array([lookup[i] for i in table.ids], dtype=np.int64)
+
+
+def _check_grouping(spec: Spec, frame: pd.DataFrame, path: Path, redo: str) -> None:
+    """The folds file's third column names the groups it was made with; they must be the spec's."""
+    extra = [c for c in frame.columns if c not in (spec.data.id_column, "fold")]
+    made_by, wanted = (extra[0] if extra else None), spec.data.group_column
+    if wanted and made_by != wanted and wanted != spec.data.id_column:
+        how = f"grouped by '{made_by}'" if made_by else "without groups"
+        raise UserError(f"{path}: made {how}, but data.group_column is '{wanted}'; {redo}")
+    if made_by:
+        spans = frame.groupby(made_by)["fold"].nunique()
+        if (spans > 1).any():
+            raise UserError(f"{path}: group '{spans[spans > 1].index[0]}' spans several folds; {redo}")
 
 
 def fold_names(spec: Spec, fold: str) -> list[str]:

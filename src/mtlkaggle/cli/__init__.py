@@ -4,6 +4,7 @@ The table of contents, in the order ``mtlkaggle --help`` lists the commands (eac
 one command family; torch, timm and kaggle are imported inside command bodies so ``--help`` is fast):
 
 - :mod:`.data`: ``demo``, ``check``, ``folds``, ``init``, ``download``
+- :mod:`.spec`: ``spec`` (``--reference``: every field of the competition file)
 - :mod:`.train`: ``train``, ``tune``
 - :mod:`.predict`: ``predict``, ``export``
 - :mod:`.notebook`: ``notebook`` (write, ``--run-local``, ``--push --wait``)
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import typer
 
-from mtlkaggle.cli import data, kaggle, notebook, predict, results, train
+from mtlkaggle.cli import data, kaggle, notebook, predict, results, spec, train
 
 app = typer.Typer(
     name="mtlkaggle",
@@ -37,6 +38,7 @@ COMMANDS = (
     predict.export,
     notebook.notebook,
     data.init,
+    spec.spec,
     results.evaluate,
     kaggle.submit,
     kaggle.submissions,

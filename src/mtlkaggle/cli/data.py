@@ -100,14 +100,19 @@ def folds(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the shuffle.")] = 42,
     group_column: Annotated[
-        str | None, typer.Option(help="Column of the train file whose groups must stay in one fold.")
+        str | None,
+        typer.Option(
+            help="Column of the train file whose groups stay in one fold (default: data.group_column)."
+        ),
     ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Split the training rows into stratified folds and write folds/COMP.csv.
 
-    One multiclass task: StratifiedKFold. Multi-label, or several tasks: iterative
-    stratification over every class and label at once. Regression targets are binned.
+    One task with a single target column (multiclass, binary, one label, binned regression):
+    StratifiedKFold (StratifiedGroupKFold when grouped). Multi-label, or several tasks: iterative
+    stratification over every class and label at once. Groups (data.group_column or
+    --group-column) never span two folds; the folds file records the group column.
     """
     from mtlkaggle.data import read_split
     from mtlkaggle.folds import FoldConfig, fold_label_counts, folds_path, make_folds, write_folds
@@ -115,12 +120,13 @@ def folds(
 
     spec = load_spec(comp, data_dir)
     table = read_split(spec, "train")
-    config = FoldConfig(n_splits or spec.train.n_splits, seed, group_column)
+    config = FoldConfig(n_splits or spec.train.n_splits, seed, group_column or spec.data.group_column)
     frame = make_folds(spec, table, config)
     path = folds_path(spec)
     write_folds(frame, path)
     counts = fold_label_counts(spec, table, frame["fold"].to_numpy())
-    title = f"{escape(spec.name)}: {config.n_splits} folds -> {escape(str(path))}"
+    grouped = f" grouped by '{config.group_column}'" if config.group_column else ""
+    title = f"{escape(spec.name)}: {config.n_splits} folds{escape(grouped)} -> {escape(str(path))}"
     console.print(fold_counts_table(counts, title))
 
 

@@ -13,11 +13,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtlkaggle.data.formats import has_split, read_csv_file, read_raw
+from mtlkaggle.data.formats import RawSplit, has_split, read_csv_file, read_raw
+from mtlkaggle.data.long import pivot_long, unique_ids
 from mtlkaggle.errors import Problem, UserError
 from mtlkaggle.spec import Spec, TaskSpec
 
-__all__ = ["LabelTable", "has_split", "parse_label_file", "parse_split", "read_split", "task_matrix"]
+__all__ = [
+    "DECODERS",
+    "LabelTable",
+    "decode_task",
+    "has_split",
+    "parse_label_file",
+    "parse_split",
+    "read_rows",
+    "read_split",
+    "split_tokens",
+    "task_matrix",
+]
 
 
 @dataclass
@@ -85,7 +97,18 @@ def read_split(spec: Spec, split: str, labelled: bool | None = None) -> LabelTab
 def parse_split(spec: Spec, split: str, labelled: bool | None = None) -> tuple[LabelTable, list[Problem]]:
     """Parse one split in the spec's format, returning the table and every problem found."""
     labelled = split != "test" if labelled is None else labelled
-    return _parse_raw(spec, read_raw(spec, split, labelled), labelled, split)
+    return _parse_raw(spec, read_rows(spec, split, labelled), labelled, split)
+
+
+def read_rows(spec: Spec, split: str, labelled: bool) -> RawSplit:
+    """One split's rows before decoding: the format's reader, then the long-format pivot
+    (``[data.long]``) and, for the test split, one row per id (``data.repeated_test_ids``)."""
+    raw = read_raw(spec, split, labelled)
+    if spec.data.long is not None:
+        raw = pivot_long(spec, raw, labelled)
+    if split == "test" and spec.data.repeated_test_ids == "first":
+        raw = unique_ids(spec, raw)
+    return raw
 
 
 def parse_label_file(
@@ -94,10 +117,13 @@ def parse_label_file(
     """Parse a CSV laid out like the spec's label columns (e.g. held-out test labels)."""
     if not path.is_file():
         raise UserError(f"{path}: label file not found; pass --labels with a CSV of the true labels")
-    return _parse_raw(spec, read_csv_file(spec, path), labelled, split)
+    raw = read_csv_file(spec, path)
+    if spec.data.long is not None:
+        raw = pivot_long(spec, raw, labelled)
+    return _parse_raw(spec, raw, labelled, split)
 
 
-def _parse_raw(spec: Spec, raw, labelled: bool, split: str) -> tuple[LabelTable, list[Problem]]:
+def _parse_raw(spec: Spec, raw: RawSplit, labelled: bool, split: str) -> tuple[LabelTable, list[Problem]]:
     frame, path = raw.frame, raw.file
     problems: list[Problem] = list(raw.problems)
     name = str(path)
@@ -105,6 +131,8 @@ def _parse_raw(spec: Spec, raw, labelled: bool, split: str) -> tuple[LabelTable,
     if labelled:
         for task in spec.tasks:
             needed.update(task.columns or [task.column])
+    if split == "train" and spec.data.group_column:
+        needed.add(spec.data.group_column)  # `folds` groups by it
     missing = sorted(c for c in needed if c not in frame.columns)
     if missing:
         line = 1 if spec.data.format in ("csv", "pixels_csv") else None
@@ -119,7 +147,7 @@ def _parse_raw(spec: Spec, raw, labelled: bool, split: str) -> tuple[LabelTable,
     targets = {}
     if labelled:
         for task in spec.tasks:
-            targets[task.name] = _decode_task(task, frame, name, problems, lines)
+            targets[task.name] = decode_task(task, frame, name, problems, lines)
     return LabelTable(split, path, ids, paths, targets, raw.images, np.asarray(lines)), problems
 
 
@@ -158,18 +186,20 @@ def _image_paths(
     return paths
 
 
-def _decode_task(
+def decode_task(
     task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines: np.ndarray
 ) -> np.ndarray:
-    decode = {
-        "index": _decode_index,
-        "name": _decode_name,
-        "sign": _decode_sign,
-        "indices": _decode_indices,
-        "columns": _decode_columns,
-        "value": _decode_value,
-    }[task.resolved_encoding]
-    return decode(task, frame, file, problems, lines)
+    """Decode one task's targets from the label columns of ``frame`` (strings), by its encoding.
+
+    Each bad value is appended to ``problems`` with its line; its row keeps a zero target.
+    """
+    return DECODERS[task.resolved_encoding](task, frame, file, problems, lines)
+
+
+def split_tokens(value: str, sep: str) -> list[str]:
+    """The labels in one cell: split by ``sep`` (a blank ``sep`` means any whitespace), no empties."""
+    tokens = value.split(sep) if sep.strip() else value.split()
+    return [t.strip() for t in tokens if t.strip()]
 
 
 def _decode_index(
@@ -192,6 +222,11 @@ def _decode_index(
     return out
 
 
+def _expected(names: list[str]) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:10])
+    return f"expected one of [{shown}{', ...' if len(names) > 10 else ''}]"
+
+
 def _decode_name(
     task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines
 ) -> np.ndarray:
@@ -201,10 +236,7 @@ def _decode_name(
         if value not in lookup:
             problems.append(
                 Problem(
-                    file,
-                    int(lines[row]),
-                    task.column,
-                    f"unknown class '{value}'; expected one of {list(lookup)}",
+                    file, int(lines[row]), task.column, f"unknown class '{value}'; {_expected(list(lookup))}"
                 )
             )
         else:
@@ -228,10 +260,11 @@ def _decode_sign(
 def _decode_indices(
     task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines
 ) -> np.ndarray:
+    """Label indices joined by ``label_sep`` (e.g. "8|5|0"); an empty cell is no label."""
     n = task.size
     out = np.zeros((len(frame), n), dtype=np.float32)
     for row, value in enumerate(frame[task.column]):
-        for token in value.split(task.label_sep if task.label_sep.strip() else None):
+        for token in split_tokens(value, task.label_sep):
             try:
                 k = int(token)
             except ValueError:
@@ -250,17 +283,45 @@ def _decode_indices(
     return out
 
 
+def _decode_names(
+    task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines
+) -> np.ndarray:
+    """Label names joined by ``label_sep`` (e.g. "scab frog_eye_leaf_spot"); an empty cell is no label."""
+    lookup = {c: i for i, c in enumerate(task.classes or [])}
+    out = np.zeros((len(frame), len(lookup)), dtype=np.float32)
+    for row, value in enumerate(frame[task.column]):
+        for token in split_tokens(value, task.label_sep):
+            if token in lookup:
+                out[row, lookup[token]] = 1.0
+            else:
+                message = f"unknown label '{token}'; {_expected(list(lookup))}"
+                problems.append(Problem(file, int(lines[row]), task.column, message))
+    return out
+
+
+_ONE, _ZERO = {"1", "1.0", "true", "True"}, {"0", "0.0", "-1", "false", "False"}
+
+
 def _decode_columns(
     task: TaskSpec, frame: pd.DataFrame, file: str, problems: list[Problem], lines
 ) -> np.ndarray:
+    """One 0/1 column per label (multilabel) or per class (multiclass one-hot: one 1 a row)."""
     out = np.zeros((len(frame), len(task.columns)), dtype=np.float32)
+    bad = np.zeros(len(frame), dtype=bool)
     for j, column in enumerate(task.columns):
         for row, value in enumerate(frame[column]):
-            if value in ("1", "1.0"):
+            if value in _ONE:
                 out[row, j] = 1.0
-            elif value not in ("0", "0.0", "-1"):
+            elif value not in _ZERO:
+                bad[row] = True
                 problems.append(Problem(file, int(lines[row]), column, f"'{value}' is not 0/1"))
-    return out
+    if task.kind != "multiclass":
+        return out
+    ones = out.sum(axis=1)
+    for row in np.flatnonzero((ones != 1) & ~bad):
+        message = f"expected exactly one 1 across the class columns, found {int(ones[row])}"
+        problems.append(Problem(file, int(lines[row]), None, message))
+    return out.argmax(axis=1).astype(np.int64)
 
 
 def _decode_value(
@@ -279,13 +340,28 @@ def _decode_value(
     return out
 
 
+# encoding name -> decoder (task, frame of strings, file, problems, lines) -> targets
+DECODERS = {
+    "index": _decode_index,
+    "name": _decode_name,
+    "sign": _decode_sign,
+    "indices": _decode_indices,
+    "names": _decode_names,
+    "columns": _decode_columns,
+    "value": _decode_value,
+}
+
+
 def task_matrix(spec: Spec, table: LabelTable) -> np.ndarray:
-    """All targets as one 0/1 matrix: one-hot classes, multi-hot labels (regression skipped)."""
+    """All targets as one 0/1 matrix: one-hot classes, multi-hot labels (regression skipped).
+
+    Every kind but multiclass and regression holds 0/1 targets already (n, L), or (n,) for one.
+    """
     blocks = []
     for task in spec.tasks:
         y = table.targets[task.name]
         if task.kind == "multiclass":
             blocks.append(np.eye(task.size, dtype=np.float32)[y])
-        elif task.kind == "multilabel":
-            blocks.append(y)
+        elif task.kind != "regression":
+            blocks.append(np.asarray(y, dtype=np.float32).reshape(len(y), -1))
     return np.concatenate(blocks, axis=1) if blocks else np.zeros((len(table), 0), np.float32)

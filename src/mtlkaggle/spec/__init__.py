@@ -10,17 +10,26 @@ Everything is re-exported here: ``from mtlkaggle.spec import Spec, load_spec``.
 """
 
 from mtlkaggle.spec.competition import Spec, with_augment_overrides, with_overrides, with_train_overrides
-from mtlkaggle.spec.data import DataSpec, KeepSpec
+from mtlkaggle.spec.data import DataSpec, KeepSpec, LongSpec
 from mtlkaggle.spec.files import PACKAGED_SPECS, copy_template, load_spec, packaged_specs, resolve_spec_path
 from mtlkaggle.spec.output import SubmissionSpec
 from mtlkaggle.spec.recipe import TTA_VIEW, AugmentSpec, PredictSpec, TrainSpec
-from mtlkaggle.spec.tasks import DEFAULT_LOSS, LOSSES_BY_KIND, METRICS_BY_KIND, TaskKind, TaskSpec
+from mtlkaggle.spec.tasks import (
+    DEFAULT_LOSS,
+    ENCODINGS_BY_KIND,
+    LOSSES_BY_KIND,
+    METRICS_BY_KIND,
+    TaskKind,
+    TaskSpec,
+)
 
 __all__ = [
     "AugmentSpec",
     "DataSpec",
     "DEFAULT_LOSS",
+    "ENCODINGS_BY_KIND",
     "KeepSpec",
+    "LongSpec",
     "LOSSES_BY_KIND",
     "METRICS_BY_KIND",
     "PACKAGED_SPECS",

@@ -17,15 +17,26 @@ from mtlkaggle.spec.tasks import TaskSpec
 class Spec(_Strict):
     """A whole competition."""
 
-    name: str
-    description: str = ""
-    data_dir: str
-    data: DataSpec
-    tasks: list[TaskSpec] = Field(..., min_length=1)
-    train: TrainSpec = Field(default_factory=TrainSpec)
-    augment: AugmentSpec = Field(default_factory=AugmentSpec)
-    predict: PredictSpec = Field(default_factory=PredictSpec)
-    submissions: list[SubmissionSpec] = Field(default_factory=list)
+    name: str = Field(
+        ..., description="Competition name (default: the file's name); names folds/, runs/, submissions/."
+    )
+    description: str = Field("", description='One line about the competition (default "").')
+    data_dir: str = Field(
+        ...,
+        description="Folder of the competition's files, relative to the working directory (--data-dir).",
+    )
+    data: DataSpec = Field(..., description="Where the label files and images are, see [data].")
+    tasks: list[TaskSpec] = Field(..., min_length=1, description="One prediction target each, see [[tasks]].")
+    train: TrainSpec = Field(default_factory=TrainSpec, description="The training recipe, see [train].")
+    augment: AugmentSpec = Field(
+        default_factory=AugmentSpec, description="The augmentation recipe, see [augment]."
+    )
+    predict: PredictSpec = Field(
+        default_factory=PredictSpec, description="Inference settings, see [predict]."
+    )
+    submissions: list[SubmissionSpec] = Field(
+        default_factory=list, description="The files Kaggle expects, see [[submissions]]."
+    )
     monitor: str | None = Field(
         None, description="'task/metric' to pick the best epoch; default: mean of primaries."
     )
