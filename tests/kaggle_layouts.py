@@ -421,6 +421,9 @@ def write_rsna(data: Path, n_train: int = 18, n_test: int = 6, seed: int = 8) ->
         sub = [int((i + k) % 5 == 0 and i % 3 != 2) for k in range(5)]  # a third of the slices are clean
         for name, label in zip(RSNA_SUBTYPES, [*sub, max(sub)], strict=True):
             rows.append((f"{image_id}_{name}", label))
+    # the published file repeats a few images' six rows (same values); users drop the repeats
+    # (public code: "The provided manifest file has some duplicate IDs", drop_duplicates(subset="ID"))
+    rows += rows[6 * 4 : 6 * 5]
     _csv(pd.DataFrame(rows, columns=["ID", "Label"]), data / "stage_2_train.csv")
     test_rows = [f"{image_id}_{name}" for image_id in ids[n_train:] for name in RSNA_SUBTYPES]
     _csv(pd.DataFrame({"ID": test_rows, "Label": 0.5}), data / "stage_2_sample_submission.csv")

@@ -176,7 +176,8 @@ def test_fixtures_follow_the_published_layouts(tmp_path):
     assert (digits.data_dir / "sample_submission.csv").read_text().startswith("ImageId,Label\n1,0\n")
     rsna = kl.write_rsna(root / "r")
     train = pd.read_csv(rsna.data_dir / "stage_2_train.csv")
-    assert len(train) == 6 * 18 and train["ID"].str.fullmatch(r"ID_[0-9a-f]{9}_[a-z]+").all()
+    assert len(train) == 6 * 19 and train["ID"].str.fullmatch(r"ID_[0-9a-f]{9}_[a-z]+").all()
+    assert train["ID"].duplicated().sum() == 6  # one image's rows repeated, as in the published file
     images = {Path(p).stem for p in (rsna.data_dir / "stage_2_train").glob("ID_*.dcm")}
     assert images == {i.rsplit("_", 1)[0] for i in train["ID"]}
     ranzcr = kl.write_ranzcr(root / "c")
@@ -228,7 +229,7 @@ def _expected_train(slug: str, data: Path) -> tuple[list[str], np.ndarray, np.nd
     if slug == "rsna-intracranial-hemorrhage-detection":
         import pydicom
 
-        long = pd.read_csv(data / "stage_2_train.csv")
+        long = pd.read_csv(data / "stage_2_train.csv").drop_duplicates("ID")  # as its users do
         image = long["ID"].str.rsplit("_", n=1).str[0]
         wide = long.assign(image=image, sub=long["ID"].str.rsplit("_", n=1).str[1])
         wide = wide.pivot(index="image", columns="sub", values="Label").loc[pd.unique(image)]
