@@ -160,17 +160,24 @@ def _parse_raw(spec: Spec, raw: RawSplit, labelled: bool, split: str) -> tuple[L
 
 
 def _check_ids(ids: np.ndarray, column: str, file: str, problems: list[Problem], lines: np.ndarray) -> None:
-    seen: dict[str, int] = {}
-    for row, value in enumerate(ids):
+    """One problem per empty id and per repeat of an id (naming its first line), in row order."""
+    series = pd.Series(ids, dtype=object)
+    empty = (series == "").to_numpy()
+    seen = series[~empty]
+    repeat = np.zeros(len(ids), dtype=bool)
+    repeat[np.flatnonzero(~empty)[seen.duplicated(keep="first").to_numpy()]] = True
+    if not (empty.any() or repeat.any()):
+        return
+    first = ~empty & ~repeat
+    first_line = dict(zip(ids[first].tolist(), np.asarray(lines)[first].tolist(), strict=True))
+    for row in np.flatnonzero(empty | repeat):
         line = int(lines[row])
-        if value == "":
+        if empty[row]:
             problems.append(Problem(file, line, column, "empty id"))
-        elif value in seen:
-            problems.append(
-                Problem(file, line, column, f"duplicate id '{value}' (first on line {seen[value]})")
-            )
         else:
-            seen[value] = line
+            value = ids[row]
+            where = f"first on line {first_line[value]}"
+            problems.append(Problem(file, line, column, f"duplicate id '{value}' ({where})"))
 
 
 def decode_task(

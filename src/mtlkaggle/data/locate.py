@@ -12,6 +12,7 @@ file of the same name or stem.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -149,33 +150,42 @@ def _choose(
         ]
         column = None
     per_template = [[_resolve(root, rel, file, lines, column, problems) for _, rel in t] for t in candidates]
+    if len(per_template) == 1:  # one template: nothing to try, no file system access
+        return list(zip(*per_template[0], strict=True)), None
     chosen, tried = [], []
     for row in range(len(frame)):
         options = [tuple(channel[row] for channel in template) for template in per_template]
         tried.append(tuple(o[0] for o in options))
-        pick = next((o for o in options if len(options) == 1 or o[0].exists()), options[0])
-        chosen.append(pick)
-    return chosen, (tried if len(per_template) > 1 else None)
+        chosen.append(next((o for o in options if o[0].exists()), options[0]))
+    return chosen, tried
 
 
 def _resolve(
     root: Path, values: list[str], file: Path, lines: np.ndarray, column: str | None, problems: list[Problem]
 ) -> list[Path]:
-    out = []
-    for row, value in enumerate(values):
-        rel = Path(value)
-        resolved = (root / rel).resolve()
-        if rel.is_absolute() or not resolved.is_relative_to(root):
-            problems.append(
-                Problem(
-                    str(file),
-                    int(lines[row]),
-                    column,
-                    f"image path '{value}' escapes the data folder {root}; use a relative path inside it",
-                )
+    """``root`` joined with each relative path, ``..`` folded in by string, without touching the
+    file system (``root`` is resolved already); a path that ends up outside ``root`` is reported."""
+    base = str(root)
+    rels = pd.Series(values, dtype=object).astype(str)
+    joined = (base.rstrip("/") + "/" + rels).to_numpy(dtype=object)
+    absolute = rels.str.startswith("/").to_numpy()
+    dotted = np.flatnonzero(rels.str.contains("..", regex=False).to_numpy() | absolute)
+    outside = []
+    for row in dotted:  # only these can leave root: fold them with normpath, compare by prefix
+        folded = posixpath.normpath(rels.iloc[row] if absolute[row] else joined[row])
+        joined[row] = folded
+        if absolute[row] or not (folded == base or folded.startswith(base.rstrip("/") + "/")):
+            outside.append(row)
+    for row in outside:
+        problems.append(
+            Problem(
+                str(file),
+                int(lines[row]),
+                column,
+                f"image path '{values[row]}' escapes the data folder {root}; use a relative path inside it",
             )
-        out.append(resolved)
-    return out
+        )
+    return list(map(Path, joined))
 
 
 class FileIndex:
