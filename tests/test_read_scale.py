@@ -134,3 +134,18 @@ def test_empty_and_repeated_ids_one_line_each_in_row_order(tmp_path):
         (8, "duplicate id 'a' (first on line 2)"),
     ]
     assert np.all([p.fatal for p in problems])
+
+
+def test_plain_csv_keeps_text_verbatim_and_counts_blank_lines(tmp_path):
+    """Quote-free files take pandas' C parser: the same cells and line numbers as the csv module."""
+    from mtlkaggle.data.formats import read_csv_file
+
+    spec = _files_spec(tmp_path)
+    (tmp_path / "a.csv").write_text("id,file,y\n007,a b.png,NA\n\n x ,,1.50\n\n\nlast,z,\n")
+    raw = read_csv_file(spec, tmp_path / "a.csv")
+    assert raw.frame.to_numpy().tolist() == [["007", "a b.png", "NA"], [" x ", "", "1.50"], ["last", "z", ""]]
+    assert raw.lines.tolist() == [2, 4, 7] and raw.problems == []
+    (tmp_path / "b.csv").write_text("id,file,y\n1,a,0\n2,b\n   \n3,c,0")  # short row, a row of spaces
+    raw = read_csv_file(spec, tmp_path / "b.csv")
+    assert raw.frame["id"].tolist() == ["1", "3"] and raw.lines.tolist() == [2, 5]
+    assert [p.line for p in raw.problems] == [3, 4]

@@ -189,6 +189,11 @@ def read_csv_file(spec: Spec, path: Path) -> RawSplit:
     sep = spec.data.sep
     if len(sep) != 1:
         raise UserError(f"{path}: data.sep must be one character, not {sep!r}; fix the competition file")
+    fast = _read_plain_csv(text, sep)
+    if fast is not None:
+        header, frame, lines = fast
+        _check_header(path, header)
+        return RawSplit(frame, path, lines)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     try:
         header = next(reader)
@@ -204,12 +209,46 @@ def read_csv_file(spec: Spec, path: Path) -> RawSplit:
             start = reader.line_num + 1
     except csv.Error as e:
         raise UserError(f"{path}:{reader.line_num}: cannot parse as CSV ({e}); {_FIX_DATA}") from None
-    if len(set(header)) != len(header):
-        twice = sorted({c for c in header if header.count(c) > 1})
-        raise UserError(f"{path}:1: column(s) {twice} appear twice in the header; rename them")
+    _check_header(path, header)
     return RawSplit(
         pd.DataFrame(rows, columns=header, dtype=str), path, np.array(lines, int), problems=problems
     )
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    if len(set(header)) != len(header):
+        twice = sorted({c for c in header if header.count(c) > 1})
+        raise UserError(f"{path}:1: column(s) {twice} appear twice in the header; rename them")
+
+
+def _read_plain_csv(text: str, sep: str) -> tuple[list[str], pd.DataFrame, np.ndarray] | None:
+    """The header, rows and line numbers of a CSV without quotes or carriage returns, every
+    non-blank line holding the header's number of fields, read by pandas' C parser: the same
+    table as the csv module gives, several times faster. None: anything else (read row by row)."""
+    if '"' in text or "\r" in text:
+        return None
+    split = text.split("\n")
+    header = split[0].split(sep)
+    body = split[1:]
+    blank = np.fromiter((not line.strip() for line in body), bool, len(body))
+    if np.fromiter((not line for line in body), bool, len(body)).sum() != blank.sum():
+        return None  # a line of spaces is a row to the csv module
+    counts = np.fromiter((line.count(sep) for line in body), int, len(body))
+    if np.any(counts[~blank] != len(header) - 1) or len(set(header)) != len(header):
+        return None
+    frame = pd.read_csv(
+        io.StringIO(text),
+        sep=sep,
+        dtype=str,
+        keep_default_na=False,
+        na_filter=False,
+        quoting=csv.QUOTE_NONE,
+        skip_blank_lines=True,
+        engine="c",
+    )
+    if list(frame.columns) != header or len(frame) != int((~blank).sum()):
+        return None
+    return header, frame, np.flatnonzero(~blank) + 2
 
 
 def _short_row(path: Path, line: int, header: list[str], row: list[str]) -> Problem:
