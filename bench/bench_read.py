@@ -6,9 +6,9 @@ RSNA long format (``ID_{image}_{class},Label``, six rows an image, DICOM paths b
 ``image_pattern`` (APTOS-like) and Digit-Recognizer pixels. Then times ``read_split`` and
 ``check_dataset(open_images=False)`` on each, once with this tree's ``src`` and once with the
 reference revision's (``git archive REV src``, default ``main``), each in its own process, and
-prints the seconds and the ratios. Figures, not a timed test.
+prints the best of ``--repeat`` alternated runs and the ratios. Figures, not a timed test.
 
-Run: python bench/bench_read.py [--images 75000] [--ref main] [--layouts rsna,csv,pixels]
+Run: python bench/bench_read.py [--images 75000] [--ref main] [--layouts rsna,csv,pixels] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=75_000)
     parser.add_argument("--ref", default="main", help="git revision to compare with")
     parser.add_argument("--layouts", default="rsna,csv,pixels")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each, alternated; best kept")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         ref_src = Path(tmp) / "ref"
@@ -149,8 +150,11 @@ def main() -> None:
         for layout in args.layouts.split(","):
             images = args.images if layout != "pixels" else min(args.images, 42_000)
             spec = write_layout(layout, Path(tmp) / layout, images)
-            before = run_child(ref_src / "src", spec)
-            after = run_child(ROOT / "src", spec)
+            runs = [
+                (run_child(ref_src / "src", spec), run_child(ROOT / "src", spec)) for _ in range(args.repeat)
+            ]
+            before = {k: min(r[0][k] for r in runs) for k in runs[0][0]}
+            after = {k: min(r[1][k] for r in runs) for k in runs[0][1]}
             assert before["rows"] == after["rows"] == images, (before, after)
             for key in ("read_split", "check"):
                 print(
