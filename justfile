@@ -47,3 +47,4 @@ bench: setup
     {{bin}}/python bench/bench_thresholds.py
     {{bin}}/python bench/bench_predict.py
     {{bin}}/python bench/bench_train.py
+    {{bin}}/python bench/bench_read.py

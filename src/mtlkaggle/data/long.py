@@ -44,7 +44,8 @@ def split_ids(ids: pd.Series, template: str, classes: list[str]) -> pd.DataFrame
     """Columns ``image`` and ``cls`` of each id made by ``template`` (NaN where it does not follow).
 
     The same answer as matching :func:`template_pattern` row by row (the longest class that fits
-    wins, the image is never empty), computed with vectorised string operations, one pass a class.
+    wins, the image is never empty), computed with vectorised string operations, each class on the
+    ids no longer class has taken.
     """
     if not (hasattr(np, "strings") and hasattr(np.strings, "slice")) or not classes:  # numpy < 2.3
         return ids.str.extract(template_pattern(template, classes))[["image", "cls"]]
@@ -58,17 +59,18 @@ def split_ids(ids: pd.Series, template: str, classes: list[str]) -> pd.DataFrame
     lengths = np.strings.str_len(text)
     image = np.full(len(values), np.nan, dtype=object)
     cls = np.full(len(values), np.nan, dtype=object)
-    free = is_text.copy()
+    first, *_, last = re.split(r"\{image\}|\{class\}", template)  # the same for every class
+    free = is_text & np.strings.startswith(text, first) & np.strings.endswith(text, last)
     for c in sorted(classes, key=len, reverse=True):
         head, tail = (_literal(template, c, k) for k in (0, 1))
-        fits = free & (lengths > len(head) + len(tail))
-        fits &= np.strings.startswith(text, head) & np.strings.endswith(text, tail)
-        if not fits.any():
+        rows = np.flatnonzero(free & (lengths > len(head) + len(tail)))  # shrinks class by class
+        sub = text[rows]
+        rows = rows[np.strings.startswith(sub, head) & np.strings.endswith(sub, tail)]
+        if not len(rows):
             continue
-        rows = np.flatnonzero(fits)
         image[rows] = np.strings.slice(text[rows], len(head), -len(tail) if tail else None).astype(object)
         cls[rows] = c
-        free &= ~fits
+        free[rows] = False
     return pd.DataFrame({"image": image, "cls": cls}, index=ids.index)
 
 
