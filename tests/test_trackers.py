@@ -12,14 +12,16 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from mtlkaggle.cli import app
 from mtlkaggle.errors import UserError
 from mtlkaggle.paths import RunLayout
-from mtlkaggle.spec import LogSpec, with_overrides
-from mtlkaggle.trackers import check_trackers, mlflow_uri, numeric, wandb_mode
+from mtlkaggle.spec import LogSpec, Spec, with_overrides
+from mtlkaggle.threshold_search import ThresholdResult
+from mtlkaggle.trackers import check_trackers, mlflow_uri, numeric, run_end_values, wandb_mode
 from mtlkaggle.train import TrainOptions, train_folds
 
 TINY = ["--backbone", "test_efficientnet", "--img-size", "32", "--no-pretrained", "--num-workers", "0"]
@@ -165,6 +167,37 @@ def test_runs_mlflow_sends_a_runs_scores_to_its_parent_and_lists_it(workspace, r
 
 
 # ------------------------------------------------------------------ slow: real training
+
+
+def test_run_end_names_thresholds_per_label_and_kappa_cut_points_per_cut():
+    spec = Spec.model_validate(
+        {
+            "name": "t",
+            "data_dir": ".",
+            "data": {"train": "train.csv", "id_column": "id"},
+            "tasks": [
+                {"name": "tags", "kind": "multilabel", "column": "tags", "classes": ["a", "b"]},
+                {"name": "grade", "kind": "regression", "column": "g", "num_classes": 3, "metrics": ["qwk"]},
+            ],
+        }
+    )
+    summary = pd.DataFrame([{"fold": "0", "tags/mean_f1": 0.5}, {"fold": "mean", "tags/mean_f1": 0.625}])
+    tuned = {
+        "tags": ThresholdResult("mean_f1", np.array([0.3, 0.6]), 0.4, {"0.5": 0.5, "tuned": 0.7}),
+        "grade": ThresholdResult("qwk", np.array([0.6, 1.4]), math.nan, {"tuned": 0.8}),
+    }
+    values = run_end_values(spec, summary, tuned)
+    assert values == {
+        "cv/tags/mean_f1": 0.625,
+        "oof/tags/0.5": 0.5,
+        "oof/tags/tuned": 0.7,
+        "threshold/tags/a": 0.3,
+        "threshold/tags/b": 0.6,
+        "threshold/tags/global": 0.4,
+        "oof/grade/tuned": 0.8,
+        "cut/grade/0": 0.6,
+        "cut/grade/1": 1.4,
+    }
 
 
 @pytest.mark.slow

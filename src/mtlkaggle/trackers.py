@@ -289,12 +289,10 @@ def log_report(spec: Spec, run: RunLayout, figures: list[Path], report: Path) ->
     trackers.finish()
 
 
-def log_run_end(spec: Spec, run: RunLayout, summary, thresholds: dict | None, is_main: bool) -> None:
-    """The run's results to its trackers: CV mean of each metric, tuned thresholds' OOF scores, and
-    the summary, thresholds and config files."""
-    trackers = open_run_trackers(_without_failed_mlflow(spec, run), run, is_main)
-    if not trackers.active:
-        return
+def run_end_values(spec: Spec, summary, thresholds: dict | None) -> dict[str, float]:
+    """The numbers a run's end sends: ``cv/...`` means of ``summary``, ``oof/TASK/...`` scores of the
+    tuned decisions, ``threshold/TASK/LABEL`` (and ``/global``) or, for kappa's cut points,
+    ``cut/TASK/J``."""
     values: dict[str, float] = {}
     mean = summary[summary["fold"] == "mean"] if "fold" in summary else summary.iloc[0:0]
     source = mean if len(mean) else summary
@@ -304,11 +302,23 @@ def log_run_end(spec: Spec, run: RunLayout, summary, thresholds: dict | None, is
     for task, result in (thresholds or {}).items():
         tuned = result.to_json() if hasattr(result, "to_json") else result
         values |= {f"oof/{task}/{k}": v for k, v in tuned.get("scores", {}).items()}
+        if tuned.get("metric") == "qwk":  # cut points between classes, not a threshold per class
+            values |= {f"cut/{task}/{j}": c for j, c in enumerate(tuned.get("thresholds", []))}
+            continue
         names = spec.task(task).label_names
         values |= {
             f"threshold/{task}/{n}": t for n, t in zip(names, tuned.get("thresholds", []), strict=False)
         }
         values[f"threshold/{task}/global"] = tuned.get("global_threshold", math.nan)
-    trackers.values(values)
+    return values
+
+
+def log_run_end(spec: Spec, run: RunLayout, summary, thresholds: dict | None, is_main: bool) -> None:
+    """The run's results to its trackers: CV mean of each metric, tuned thresholds' OOF scores, and
+    the summary, thresholds and config files."""
+    trackers = open_run_trackers(_without_failed_mlflow(spec, run), run, is_main)
+    if not trackers.active:
+        return
+    trackers.values(run_end_values(spec, summary, thresholds))
     trackers.files([run.summary, run.thresholds, run.config])
     trackers.finish()
