@@ -17,7 +17,7 @@ from PIL import Image
 
 from mtlkaggle.cli import app
 from mtlkaggle.data import read_split
-from mtlkaggle.spec import DataSpec, SubmissionSpec, TaskSpec, load_spec
+from mtlkaggle.spec import load_spec
 
 from . import kaggle_layouts as kl
 from . import test_submit
@@ -25,23 +25,6 @@ from .conftest import REPO
 
 SLUGS = list(kl.LAYOUTS)
 kaggle_server, kaggle = test_submit.kaggle_server, test_submit.kaggle  # the local Kaggle API fixtures
-
-# The spec fields the templates use beyond the format before issues 20/21 (see /work/wt/CONTRACT.md);
-# on a checkout without them the template tests are skipped, naming what is missing.
-_NEEDED = {
-    DataSpec: ["image_pattern", "test_image_pattern", "image_source", "group_column", "long", "id_from_row"],
-    TaskSpec: ["beta", "average", "min_tpr", "label_weights"],
-    SubmissionSpec: ["values", "sample", "id_template"],
-}
-
-
-def _missing_fields() -> list[str]:
-    return [f"{m.__name__}.{f}" for m, fields in _NEEDED.items() for f in fields if f not in m.model_fields]
-
-
-needs_format_fields = pytest.mark.skipif(
-    bool(_missing_fields()), reason=f"spec fields not in this checkout: {_missing_fields()}"
-)
 
 TINY = [
     "--backbone",
@@ -86,7 +69,6 @@ def test_no_competition_is_named_in_src():
         assert not named, f"{slug} named in {named}"
 
 
-@needs_format_fields
 @pytest.mark.parametrize("slug", SLUGS)
 def test_template_validates_and_init_installs_it(slug, runner, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -126,7 +108,6 @@ def _assert_cells(slug: str, spec, frame: pd.DataFrame, written: kl.Written) -> 
 
 
 @pytest.mark.slow
-@needs_format_fields
 @pytest.mark.parametrize("slug", SLUGS)
 def test_template_end_to_end_writes_what_the_competition_reads(slug, runner, tmp_path, monkeypatch):
     """Published layout -> init, check, folds, train (fold 0), predict --tta, submit --dry-run."""
@@ -194,7 +175,6 @@ def _zip_folder(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-@needs_format_fields
 @pytest.mark.parametrize("slug", SLUGS)
 def test_init_download_check_as_a_new_user(slug, kaggle, runner, tmp_path, monkeypatch):
     """`init SLUG`, `download SLUG` (the real kaggle client; a local server playing Kaggle serves the
@@ -296,7 +276,6 @@ def _expected_train(slug: str, data: Path) -> tuple[list[str], np.ndarray, np.nd
     return list(train[column]), targets, pixels
 
 
-@needs_format_fields
 @pytest.mark.parametrize("slug", SLUGS)
 def test_template_reads_the_published_files(slug, tmp_path):
     """Ids, targets and the first image of the train split, and the test ids in order, as read by the
