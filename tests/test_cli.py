@@ -36,6 +36,16 @@ def test_spec_sections_in_option_help_survive_rich_markup(runner, monkeypatch):
     assert checked >= 2
 
 
+def test_a_long_title_over_narrow_columns_stays_on_one_line_in_a_pipe(capsys):
+    from mtlkaggle.cli.tables import files_table
+    from mtlkaggle.console import make_console
+
+    title = "rsna-intracranial-hemorrhage-detection: run 'x', best epoch of each fold"
+    make_console().print(files_table(title, [("a.csv", 6)]))
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.strip() == title for line in lines), lines
+
+
 def test_demo_check_folds(runner, tmp_path, monkeypatch):
     from .conftest import REPO
 
