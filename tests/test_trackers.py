@@ -351,6 +351,11 @@ def test_an_unreachable_mlflow_server_stops_train_before_it_starts(tiny_spec, wo
     assert result.exit_code == 2, result.output
     assert "no MLflow server answers" in result.output and "Traceback" not in result.output
     assert not (workspace / "runs/demo/main").exists()  # nothing written
+    from mtlkaggle.runs import mlflow_runs
+
+    refused = rf"^--mlflow: no MLflow server answers at {uri} .*leave out --mlflow$"
+    with pytest.raises(UserError, match=refused):
+        mlflow_runs(tiny_spec, [])  # `runs --mlflow`
 
 
 @pytest.mark.slow

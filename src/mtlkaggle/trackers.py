@@ -63,7 +63,7 @@ __all__ = [
 _PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 
-def check_trackers(spec: Spec) -> None:
+def check_trackers(spec: Spec, option: str = "--log mlflow", skip: str = "drop mlflow from --log") -> None:
     """Refuse, before any training, a tracker whose package is not installed, or an MLflow server
     URI that nothing answers at.
 
@@ -81,10 +81,10 @@ def check_trackers(spec: Spec) -> None:
                 f"pip install 'mtlkaggle[{name}]' (or drop {name} from --log / [log] trackers)"
             )
     if "mlflow" in spec.log.trackers:
-        _reach_mlflow_server(mlflow_uri(spec))
+        _reach_mlflow_server(mlflow_uri(spec), option, skip)
 
 
-def _reach_mlflow_server(uri: str, timeout: float = 5.0) -> None:
+def _reach_mlflow_server(uri: str, option: str, skip: str, timeout: float = 5.0) -> None:
     """Refuse an MLflow server URI nothing answers at (one TCP connect, ``timeout`` seconds): MLflow's
     own client would retry for minutes before ``train`` could drop it and go on."""
     import socket
@@ -100,8 +100,8 @@ def _reach_mlflow_server(uri: str, timeout: float = 5.0) -> None:
     except (OSError, ValueError) as e:
         reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
         raise UserError(
-            f"--log mlflow: no MLflow server answers at {uri} ({reason}); start it (`mlflow server`), "
-            "point [log] mlflow_uri or $MLFLOW_TRACKING_URI at one, or drop mlflow from --log"
+            f"{option}: no MLflow server answers at {uri} ({reason}); start it (`mlflow server`), "
+            f"point [log] mlflow_uri or $MLFLOW_TRACKING_URI at one, or {skip}"
         ) from None
 
 
