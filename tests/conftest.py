@@ -46,6 +46,23 @@ def write_toml(path: Path, text: str) -> Path:
     return path
 
 
+def tiny_cli(batch_size: int = 8) -> list[str]:
+    """`train` options of a tiny run on the command line: the test timm model, 32 px, one epoch."""
+    return [
+        "--backbone",
+        "test_efficientnet",
+        "--no-pretrained",
+        "--img-size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        str(batch_size),
+        "--num-workers",
+        "0",
+    ]
+
+
 TINY_TRAIN = dict(
     backbone="test_efficientnet",
     pretrained=False,

@@ -16,21 +16,9 @@ from mtlkaggle.data import read_split
 from mtlkaggle.spec import load_spec
 
 from . import formats_fixtures as fx
-from .conftest import REPO
+from .conftest import REPO, tiny_cli
 
-TINY = [
-    "--backbone",
-    "test_efficientnet",
-    "--no-pretrained",
-    "--img-size",
-    "32",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "8",
-    "--num-workers",
-    "0",
-]
+TINY = tiny_cli()
 
 
 @pytest.fixture

@@ -24,21 +24,9 @@ from PIL import Image
 
 from mtlkaggle.cli import app
 
-from .conftest import REPO, TINY_TRAIN
+from .conftest import REPO, TINY_TRAIN, tiny_cli
 
-TINY = [
-    "--backbone",
-    "test_efficientnet",
-    "--no-pretrained",
-    "--img-size",
-    "32",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "16",
-    "--num-workers",
-    "0",
-]
+TINY = tiny_cli(batch_size=16)
 DATA = Path("data/demo")
 RUN = Path("runs/demo/main")
 SRC = REPO / "src"

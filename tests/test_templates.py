@@ -21,24 +21,12 @@ from mtlkaggle.spec import load_spec
 
 from . import kaggle_layouts as kl
 from . import test_submit
-from .conftest import REPO
+from .conftest import REPO, tiny_cli
 
 SLUGS = list(kl.LAYOUTS)
 kaggle_server, kaggle = test_submit.kaggle_server, test_submit.kaggle  # the local Kaggle API fixtures
 
-TINY = [
-    "--backbone",
-    "test_efficientnet",
-    "--no-pretrained",
-    "--img-size",
-    "32",
-    "--epochs",
-    "1",
-    "--batch-size",
-    "8",
-    "--num-workers",
-    "0",
-]
+TINY = tiny_cli()
 
 # What each written column must hold: ("label", allowed) | ("labels", allowed, sep) | ("probability",)
 _LABEL_COLUMNS = {
