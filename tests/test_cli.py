@@ -12,6 +12,40 @@ def test_help_lists_commands(runner):
         assert command in result.output
 
 
+def test_spec_sections_in_option_help_survive_rich_markup(runner, monkeypatch):
+    """`[predict] tta` in a command's or option's help prints as written, not vanishing as a rich tag."""
+    import re
+
+    import typer
+
+    monkeypatch.setenv("COLUMNS", "250")
+    group = typer.main.get_command(app)
+    checked = 0
+    for name, command in group.commands.items():
+        sections = {
+            m.replace("\\", "")
+            for text in [command.help, *(getattr(p, "help", None) for p in command.params)]
+            for m in re.findall(r"\\?\[[a-z][a-z_.]*\]", text or "")
+        }
+        if not sections:
+            continue
+        output = runner.invoke(app, [name, "--help"], terminal_width=250).output
+        for section in sections:
+            assert section in output, (name, section)
+            checked += 1
+    assert checked >= 2
+
+
+def test_a_long_title_over_narrow_columns_stays_on_one_line_in_a_pipe(capsys):
+    from mtlkaggle.cli.tables import files_table
+    from mtlkaggle.console import make_console
+
+    title = "rsna-intracranial-hemorrhage-detection: run 'x', best epoch of each fold"
+    make_console().print(files_table(title, [("a.csv", 6)]))
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.strip() == title for line in lines), lines
+
+
 def test_demo_check_folds(runner, tmp_path, monkeypatch):
     from .conftest import REPO
 

@@ -35,7 +35,7 @@ def test_spec_accepts_crop_views_and_rejects_unknown_ones(workspace):
     from mtlkaggle.spec import PredictSpec
 
     assert PredictSpec(tta=["hflip", "crop:0.875:tl", "crop:0.875:c"]).tta[1] == "crop:0.875:tl"
-    with pytest.raises(ValueError, match="String should match pattern"):
+    with pytest.raises(ValueError, match="unknown view .rotate:90.; valid views: identity, hflip, vflip"):
         PredictSpec(tta=["rotate:90"])
 
 

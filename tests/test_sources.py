@@ -97,6 +97,23 @@ test_image_pattern = ["test/{image_id}.png", "test2/{image_id}.png"]"""
     )
 
 
+def test_a_pattern_naming_a_missing_column_says_the_pattern_named_it(tmp_path):
+    root = tmp_path / "data" / "rsna"
+    root.mkdir(parents=True)
+    pd.DataFrame({"image_id": ["a"], "label": [1]}).to_csv(root / "train.csv", index=False)
+    pd.DataFrame({"image_id": ["t"]}).to_csv(root / "test.csv", index=False)
+    data = """train = "train.csv"
+test = "test.csv"
+id_column = "image_id"
+image_pattern = "train_images/{image}.png"
+test_image_pattern = ["test_images/{image_id}.png"]"""
+    problems = [str(p) for p in check_dataset(_spec(tmp_path, "rsna", data)).problems]
+    assert problems[0] == (
+        f"{root / 'train.csv'}:1: missing column(s) ['image'] ('image' named by the image pattern "
+        "'train_images/{image}.png'); found ['image_id', 'label']; fix the spec or the file"
+    )
+
+
 @pytest.mark.parametrize("parquet", [False, True])
 def test_pixel_columns_digit_recognizer(tmp_path, parquet):
     frames = sx.write_digits(tmp_path / "data" / "digits", parquet=parquet)
@@ -151,6 +168,7 @@ def test_hdf5_bytes_keyed_by_id(tmp_path):
     for on_device in (False, True):
         bad = _bad_lines(spec, train, on_device)
         assert len(bad) == 1 and bad[0].startswith(line) and "\n" not in bad[0], bad
+        assert "BytesIO" not in bad[0] and " at 0x" not in bad[0], bad  # same line on every run
     problems = [str(p) for p in check_dataset(spec).problems]
     assert len(problems) == 1 and problems[0].startswith(
         f"{tmp_path / 'data/isic/train-metadata.csv'}:5: {line}"

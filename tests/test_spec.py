@@ -84,6 +84,11 @@ def test_data_dir_override(tmp_path):
         ('age = "age" }', 'age = "height" }', ["unknown task", "height"]),
         ('name = "toy"', 'name = "toy"\nmonitor = "kind/mae"', ["monitor", "kind/mae"]),
         ('encoding = "columns"', 'encoding = "index"', ["tasks['tags']", "encoding"]),
+        (
+            'data_dir = "data/toy"',
+            'data_dir = "data/toy"\n[predict]\ntta = ["hflip", "spin"]',
+            ["predict.tta", "unknown view 'spin'; valid views: identity, hflip"],
+        ),
     ],
 )
 def test_invalid_spec_names_file_and_field(tmp_path, old, new, fragments):

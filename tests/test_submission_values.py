@@ -249,6 +249,17 @@ def test_submit_check_names_the_first_bad_cell(isic, text, message):
     assert "\n" not in str(caught.value)
 
 
+def test_submit_check_blames_a_sample_that_lost_a_test_id_not_the_file(isic):
+    spec, folder = isic
+    (folder / "sample_submission.csv").write_text("isic_id,target,label\nb,0.3,0\n")  # 'a' lost
+    with pytest.raises(UserError) as caught:
+        _check(spec, folder / "s.csv", "isic_id,target,label\nb,0.3,1\na,0.3,1\n")
+    assert str(caught.value) == (
+        f"{folder / 'sample_submission.csv'}: 1 id(s) of the rows the test file gives are missing ('a'); "
+        "the sample and the test file (or id_template) disagree; check data.test and id_template"
+    )
+
+
 def test_a_hand_corrected_file_the_format_allows_is_accepted(isic):
     spec, folder = isic
     # written by hand, in another row order and precision than predict's: Kaggle reads it alike

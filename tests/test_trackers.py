@@ -332,17 +332,30 @@ def test_a_tracker_failing_mid_run_warns_once_and_training_goes_on(tiny_spec, wo
     assert [s for s, _ in tensorboard_scalars(fold_dir)["val/loss"]] == [1, 2, 3]  # the others go on
 
 
-@pytest.mark.slow
-def test_an_unreachable_tracker_server_warns_once_and_training_goes_on(
-    tiny_spec, workspace, runner, monkeypatch
-):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+def _closed_port() -> int:
+    """A local port nothing listens on: bound by a real socket, then closed."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_mlflow_server_stops_train_before_it_starts(tiny_spec, workspace, runner, monkeypatch):
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # nothing listens there
+    with pytest.raises(UserError, match=rf"^--log mlflow: no MLflow server answers at {uri} \(") as raised:
+        check_trackers(with_overrides(tiny_spec, "log", trackers="mlflow"))
+    assert "\n" not in str(raised.value) and "mlflow server" in str(raised.value)
     result = runner.invoke(app, ["train", "demo", "--fold", "0", "--epochs", "1", "--log", "mlflow", *TINY])
-    assert result.exit_code == 0, result.output
-    assert result.output.count("mlflow stopped logging") == 1, result.output
-    assert (workspace / "runs/demo/main/fold0/best.pt").is_file()
+    assert result.exit_code == 2, result.output
+    assert "no MLflow server answers" in result.output and "Traceback" not in result.output
+    assert not (workspace / "runs/demo/main").exists()  # nothing written
+    from mtlkaggle.runs import mlflow_runs
+
+    refused = rf"^--mlflow: no MLflow server answers at {uri} .*leave out --mlflow$"
+    with pytest.raises(UserError, match=refused):
+        mlflow_runs(tiny_spec, [])  # `runs --mlflow`
 
 
 @pytest.mark.slow

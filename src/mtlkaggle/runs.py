@@ -229,7 +229,11 @@ def mlflow_runs(spec: Spec, local: list[RunSummary]) -> list[MlflowRun]:
     """
     from mtlkaggle.trackers import check_trackers, experiment_name, mlflow_uri, read_ids
 
-    check_trackers(spec.model_copy(update={"log": spec.log.model_copy(update={"trackers": ["mlflow"]})}))
+    check_trackers(
+        spec.model_copy(update={"log": spec.log.model_copy(update={"trackers": ["mlflow"]})}),
+        "--mlflow",
+        "leave out --mlflow",
+    )
     from mlflow.tracking import MlflowClient
 
     uri, name = mlflow_uri(spec), experiment_name(spec)

@@ -233,6 +233,7 @@ def check_file(spec: Spec, sub: SubmissionSpec, path: Path, test_ids) -> int:
     cells = plan(spec, sub)
     planned = row_ids(sub, cells, test_ids)
     if sub.sample:
+        sample_order(spec, sub, planned)  # a sample that lost ids is the sample's fault, not the file's
         sample_path, sample_rows = read_sample(spec, sub)
         expected = [row[0] if row else "" for row in sample_rows] if sub.id_column else None
         count, against = len(sample_rows), f"the sample submission {sample_path.name}"

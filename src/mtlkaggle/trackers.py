@@ -63,11 +63,12 @@ __all__ = [
 _PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 
-def check_trackers(spec: Spec) -> None:
-    """Refuse, before any training, a tracker whose package is not installed.
+def check_trackers(spec: Spec, option: str = "--log mlflow", skip: str = "drop mlflow from --log") -> None:
+    """Refuse, before any training, a tracker whose package is not installed, or an MLflow server
+    URI that nothing answers at.
 
     Raises:
-        UserError: naming the ``pip install`` that adds it.
+        UserError: naming the ``pip install`` that adds it, or the URI and how to fix it.
     """
     for name in spec.log.trackers:
         try:
@@ -79,6 +80,29 @@ def check_trackers(spec: Spec) -> None:
                 f"--log {name}: the {_PACKAGES[name]} package is not installed; "
                 f"pip install 'mtlkaggle[{name}]' (or drop {name} from --log / [log] trackers)"
             )
+    if "mlflow" in spec.log.trackers:
+        _reach_mlflow_server(mlflow_uri(spec), option, skip)
+
+
+def _reach_mlflow_server(uri: str, option: str, skip: str, timeout: float = 5.0) -> None:
+    """Refuse an MLflow server URI nothing answers at (one TCP connect, ``timeout`` seconds): MLflow's
+    own client would retry for minutes before ``train`` could drop it and go on."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return  # a file or database store: MLflow creates it
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except (OSError, ValueError) as e:
+        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise UserError(
+            f"{option}: no MLflow server answers at {uri} ({reason}); start it (`mlflow server`), "
+            f"point [log] mlflow_uri or $MLFLOW_TRACKING_URI at one, or {skip}"
+        ) from None
 
 
 def numeric(row: dict[str, Any]) -> dict[str, float]:

@@ -6,10 +6,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from mtlkaggle.cli.options import Comp, DataDir, Json, console, err_console, print_json, user_errors
-from mtlkaggle.cli.tables import check_summary_table, fold_counts_table
+from mtlkaggle.cli.tables import check_summary_table, fold_counts_table, titled
 
 
 @user_errors
@@ -31,7 +30,7 @@ def demo(
 
     spec = load_spec(comp, data_dir)
     written = make_demo(spec, DemoConfig(n_train, n_test, image_size, seed))
-    table = Table(title=f"demo '{escape(spec.name)}' written")
+    table = titled(f"demo '{escape(spec.name)}' written")
     table.add_column("split")
     table.add_column("file")
     for split, path in written.items():

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from mtlkaggle.cli.options import Comp, DataDir, Json, console, err_console, print_json, user_errors
-from mtlkaggle.cli.tables import submissions_table
+from mtlkaggle.cli.tables import submissions_table, titled
 from mtlkaggle.errors import UserError
 
 _DryRun = Annotated[
@@ -89,7 +88,7 @@ def submit(
         raise UserError("--version and --run go with --kernel OWNER/SLUG")
     else:
         uploads = submit_files(spec, submission_dir or submissions_dir(spec.name), message, dry_run)
-    table = Table(title=f"{escape(spec.name)}: {'dry run, nothing sent' if dry_run else 'submitted'}")
+    table = titled(f"{escape(spec.name)}: {'dry run, nothing sent' if dry_run else 'submitted'}")
     for column in ("file", "competition", "ref", "message"):
         table.add_column(column)
     for u in uploads:

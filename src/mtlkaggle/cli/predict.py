@@ -39,7 +39,7 @@ _Tta = Annotated[
     bool,
     typer.Option(
         "--tta/--no-tta",
-        help="Average over the spec's TTA views too ([predict] tta; [] = the plain view only).",
+        help="Average over the spec's TTA views too (\\[predict] tta; \\[] = the plain view only).",
     ),
 ]
 
@@ -96,8 +96,10 @@ def predict(
     """Predict the test set with the fold ensemble (x TTA) and write the submission files.
 
     Multiclass tasks take the argmax of the averaged probabilities; multi-label tasks use the
-    thresholds tuned on out-of-fold predictions (tuned now if missing). Every file is validated
-    against the test file before it is written, atomically, with probabilities.csv and config.json.
+    thresholds tuned on out-of-fold predictions (tuned now if missing); a submission with
+    values = "probability" (or a probabilistic primary metric) writes probabilities instead. Every
+    file is validated against the test file (and the sample submission, whose row order it takes)
+    before it is written, atomically, with probabilities.csv and config.json.
 
     With --bundle DIR (from `mtlkaggle export`): --input PATH writes one CSV row per image
     (class names, indices, task:class probabilities; unreadable images listed), or

@@ -29,7 +29,13 @@ def evaluate(
     data_dir: DataDir = None,
     as_json: Json = False,
 ) -> None:
-    """Score submission files with the spec's metrics against a label file."""
+    """Score submission files with the spec's metrics against a label file.
+
+    Each task is scored once, from the first file holding it: label columns by its decided
+    metrics, probability columns (values = "probability") by roc_auc, pauc and log_loss directly.
+    With several tasks (or score_weights), the spec score: the primary metrics, weighted.
+    A file whose ids, header or cells are wrong is refused in one line, and no score is printed.
+    """
     from mtlkaggle.evaluate import evaluate_submissions, task_means, weighted_score
     from mtlkaggle.spec import load_spec
 
@@ -66,7 +72,7 @@ def runs(
         bool,
         typer.Option(
             "--mlflow",
-            help="Also list the competition's MLflow runs ([log] mlflow_uri, $MLFLOW_TRACKING_URI or "
+            help="Also list the competition's MLflow runs (\\[log] mlflow_uri, $MLFLOW_TRACKING_URI or "
             "./mlruns), after sending each run's CV, test and Kaggle scores to its MLflow run.",
         ),
     ] = False,
@@ -154,7 +160,7 @@ def report(
     errors. report.md: per-fold and mean scores, test (holdout) scores of the run's submission
     files when labels exist, tuned thresholds per label, time and img/s per fold, environment,
     command and configuration. Prints the score tables and the folder's path. A run trained with
-    --log (or a spec with [log] trackers) also gets the figures and report.md in its trackers.
+    --log (or a spec with \\[log] trackers) also gets the figures and report.md in its trackers.
     """
     from mtlkaggle.ensemble import members_for
     from mtlkaggle.paths import RunLayout, report_dir

@@ -6,11 +6,18 @@ from pathlib import Path
 
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
+
+
+def titled(title: str) -> Table:
+    """A table at least as wide as its title (markup allowed), so that a long competition name is
+    never broken over two lines when the columns are narrow."""
+    return Table(title=title, min_width=Text.from_markup(title).cell_len)
 
 
 def frame_table(frame, title: str) -> Table:
     """A pandas frame as a rich table, floats to 4 decimals."""
-    table = Table(title=title)
+    table = titled(title)
     for column in frame.columns:
         table.add_column(escape(str(column)), justify="right")
     for row in frame.itertuples(index=False):
@@ -20,7 +27,7 @@ def frame_table(frame, title: str) -> Table:
 
 def files_table(title: str, rows: list[tuple], columns: tuple[str, ...] = ("file", "rows")) -> Table:
     """Files written and a number or two about each (the first column left-aligned)."""
-    table = Table(title=title)
+    table = titled(title)
     for k, column in enumerate(columns):
         table.add_column(column, justify="left" if k == 0 else "right")
     for row in rows:
@@ -30,7 +37,7 @@ def files_table(title: str, rows: list[tuple], columns: tuple[str, ...] = ("file
 
 def check_summary_table(spec, report, describe) -> Table:
     """``check``: rows of each split and what its targets hold (``describe(task, y)``)."""
-    table = Table(title=f"{escape(spec.name)}: label files")
+    table = titled(f"{escape(spec.name)}: label files")
     table.add_column("split")
     table.add_column("rows", justify="right")
     for task in spec.tasks:
@@ -46,7 +53,7 @@ def check_summary_table(spec, report, describe) -> Table:
 
 def fold_counts_table(counts, title: str) -> Table:
     """One row per class/label, one column per fold, and the worst deviation from 1/K."""
-    table = Table(title=title)
+    table = titled(title)
     table.add_column("task:label")
     for k in counts["fold"]:
         table.add_column(f"fold {k}", justify="right")
@@ -62,7 +69,7 @@ def fold_counts_table(counts, title: str) -> Table:
 
 def scores_table(frame, title: str) -> Table:
     """Per-fold scores with one row per metric and one column per fold (names stay readable)."""
-    table = Table(title=title)
+    table = titled(title)
     table.add_column("metric")
     for fold in frame["fold"]:
         table.add_column(escape(f"fold {fold}") if fold != "mean" else "mean", justify="right")
@@ -77,7 +84,7 @@ def scores_table(frame, title: str) -> Table:
 def thresholds_table(results, path: Path) -> Table:
     """Out-of-fold scores at 0.5, one global and per-label thresholds (or QWK cut points), of every
     tuned task."""
-    table = Table(title=f"out-of-fold scores -> {escape(str(path))}")
+    table = titled(f"out-of-fold scores -> {escape(str(path))}")
     for column in ("task", "metric", "at 0.5", "global", "per-label", "thresholds"):
         table.add_column(
             column, justify="right" if column not in ("task", "metric", "thresholds") else "left"
@@ -104,7 +111,7 @@ def thresholds_table(results, path: Path) -> Table:
 
 def submissions_table(items, title: str) -> Table:
     """Kaggle submissions with their status and public/private scores."""
-    table = Table(title=title)
+    table = titled(title)
     for column in ("date", "competition", "file", "message", "status", "public", "private", "ref"):
         table.add_column(column, justify="right" if column in ("public", "private") else "left")
     for s in items:
@@ -124,7 +131,7 @@ def submissions_table(items, title: str) -> Table:
 
 def runs_table(found, metrics: list[str], title: str) -> Table:
     """``runs``: one row per run, best first, with CV, holdout, test and Kaggle scores."""
-    table = Table(title=title)
+    table = titled(title)
     holdout = any(r.holdout for r in found)
     test = any(r.test for r in found)
     kaggle = any(r.submission is not None for r in found)

@@ -93,7 +93,8 @@ OVERRIDES: tuple[Override, ...] = (
         str,
         "Also log to experiment trackers: any of tensorboard,mlflow,wandb, or none "
         "(default: the spec's \\[log] trackers). Under torchrun spell it --trackers (torchrun's "
-        "parser takes --log for its --log-dir).",
+        "parser takes --log for its --log-dir). An MLflow server URI nothing answers at is refused "
+        "before training starts.",
         _RUN,
         ("--log", "--trackers"),
         param="log",

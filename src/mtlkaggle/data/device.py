@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mtlkaggle.data.images import ImageReadError
+from mtlkaggle.data.images import ImageReadError, decode_failure
 from mtlkaggle.data.labels import LabelTable
 from mtlkaggle.spec import Spec
 
@@ -259,7 +259,7 @@ def _decode_pil(data: torch.Tensor, path: str) -> torch.Tensor:
         with Image.open(io.BytesIO(data.numpy().tobytes())) as img:
             array = np.asarray(img.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"{path}: unreadable image ({e})") from None
+        raise ValueError(f"{path}: unreadable image ({decode_failure(e)})") from None
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 

@@ -60,7 +60,17 @@ def decode_image(
             f"{name}: refused as a decompression bomb ({e}); shrink the image or remove it"
         ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(f"{name}: unreadable image ({e})") from None
+        raise ImageReadError(f"{name}: unreadable image ({decode_failure(e)})") from None
+
+
+def decode_failure(error: Exception) -> str:
+    """PIL's reason an image failed, without the object repr it names an in-memory file by
+    (``cannot identify image file <_io.BytesIO object at 0x7f...>``: a different line on each run)."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(error, UnidentifiedImageError):
+        return "not an image format PIL can decode: truncated, empty or not an image"
+    return str(error)
 
 
 _SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mtlkaggle.data.formats import RawSplit, has_split, read_csv_file, read_raw
-from mtlkaggle.data.locate import build_source, image_columns
+from mtlkaggle.data.locate import build_source, image_columns, patterns
 from mtlkaggle.data.long import pivot_long, unique_ids
 from mtlkaggle.data.sources import FileSource, ImageSource
 from mtlkaggle.errors import Problem, UserError
@@ -131,22 +131,34 @@ def parse_label_file(
     return _parse_raw(spec, raw, labelled, split)
 
 
+def needed_columns(spec: Spec, split: str, labelled: bool) -> dict[str, str]:
+    """The columns ``split``'s label file must hold, each with the spec field that names it."""
+    needed = {spec.data.id_column: "data.id_column"}
+    found = patterns(spec, split)
+    for column in sorted(image_columns(spec, split)):
+        where = ", ".join(repr(p) for p in found) if found else ""
+        needed.setdefault(column, f"the image pattern {where}" if found else "data.image_column")
+    if labelled:
+        for task in spec.tasks:
+            for column in task.columns or [task.column]:
+                needed.setdefault(column, f"task {task.name!r}")
+    if split == "train" and spec.data.group_column:
+        needed.setdefault(spec.data.group_column, "data.group_column")  # `folds` groups by it
+    return needed
+
+
 def _parse_raw(spec: Spec, raw: RawSplit, labelled: bool, split: str) -> tuple[LabelTable, list[Problem]]:
     frame, path = raw.frame, raw.file
     problems: list[Problem] = list(raw.problems)
     name = str(path)
-    needed = {spec.data.id_column, *image_columns(spec, split)}
-    if labelled:
-        for task in spec.tasks:
-            needed.update(task.columns or [task.column])
-    if split == "train" and spec.data.group_column:
-        needed.add(spec.data.group_column)  # `folds` groups by it
+    needed = needed_columns(spec, split, labelled)
     missing = sorted(c for c in needed if c not in frame.columns)
     if missing:
         line = 1 if spec.data.format in ("csv", "pixels_csv") else None
-        problems.append(
-            Problem(name, line, None, f"missing column(s) {missing}; found {list(frame.columns)}")
-        )
+        named = "; ".join(f"{c!r} named by {needed[c]}" for c in missing)
+        found = list(frame.columns)
+        message = f"missing column(s) {missing} ({named}); found {found}; fix the spec or the file"
+        problems.append(Problem(name, line, None, message))
         return LabelTable(split, path, np.array([], dtype=object), []), problems
     ids = frame[spec.data.id_column].to_numpy(dtype=object)
     lines = raw.lines

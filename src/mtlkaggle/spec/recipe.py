@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Literal
 
-from pydantic import Field, StringConstraints
+from pydantic import Field, field_validator
 
 from mtlkaggle.spec.base import _Strict
 
@@ -128,13 +129,25 @@ TTA_VIEW = r"^(identity|hflip|vflip|zoom:[0-9.]+|hflip\+zoom:[0-9.]+|crop:0?\.[0
 class PredictSpec(_Strict):
     """Inference: test-time augmentation views (beside the plain view) and batch size."""
 
-    tta: list[Annotated[str, StringConstraints(pattern=TTA_VIEW)]] = Field(
+    tta: list[str] = Field(
         default_factory=lambda: ["hflip"],
         description="Views averaged with the plain one under --tta (predict, bundles, notebooks): "
         "hflip, vflip, zoom:S, hflip+zoom:S, crop:F:POS; default ['hflip']; [] or ['identity'] = the "
         "plain view only, for classes a flip changes (digits, characters).",
     )
     batch_size: int = Field(64, ge=1, description="Images per inference batch (default 64).")
+
+    @field_validator("tta")
+    @classmethod
+    def _known_views(cls, views: list[str]) -> list[str]:
+        for view in views:
+            if not re.match(TTA_VIEW, view):
+                raise ValueError(
+                    f"unknown view {view!r}; valid views: identity, hflip, vflip, zoom:S (S > 0), "
+                    "hflip+zoom:S, crop:F:POS (0 < F <= 1, POS tl/tr/bl/br/c)"
+                )
+        return views
+
     threshold_candidates: int = Field(
         99, ge=3, description="Thresholds tried per label when tuning on OOF predictions (default 99)."
     )
