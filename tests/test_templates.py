@@ -130,10 +130,50 @@ def test_template_end_to_end_writes_what_the_competition_reads(slug, runner, tmp
     _assert_cells(slug, spec, frame, written)
     assert "\r" not in out.read_text() and out.read_text().endswith("\n")
     _invoke(runner, ["submit", slug, "--dry-run", *data])
-    # a file Kaggle would refuse (a test id missing) is refused before anything is sent
-    out.write_text("".join(out.read_text().splitlines(keepends=True)[:-1]))
-    result = runner.invoke(app, ["submit", slug, "--dry-run", *data])
-    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    _assert_broken_copies_refused(slug, runner, out, frame, data)
+
+
+def _assert_broken_copies_refused(slug: str, runner, out: Path, frame: pd.DataFrame, data: list[str]) -> None:
+    """Files Kaggle would refuse or score as garbage are refused before anything is sent, each in
+    one line; a bad cell is named by its row id and column."""
+    good = out.read_text()
+    lines = good.splitlines(keepends=True)
+    column = frame.columns[-1]
+    first_id, first_cell = frame.iloc[0, 0], frame.iloc[0, -1]
+    probability = _is_probability(first_cell)
+    cells = frame.iloc[0].tolist()
+
+    def row(last: str) -> str:
+        return ",".join([*cells[:-1], last]) + "\n"
+
+    broken = {
+        "a test id missing": "".join(lines[:-1]),
+        "a wrong header": lines[0].rsplit(",", 1)[0] + ",wrong_header\n" + "".join(lines[1:]),
+        "a NaN": lines[0] + row("nan") + "".join(lines[2:]),
+        "a label where a probability is due" if probability else "a probability where a label is due": (
+            lines[0] + row("abc" if probability else "0.5") + "".join(lines[2:])
+        ),
+    }
+    for what, text in broken.items():
+        out.write_text(text)
+        result = runner.invoke(app, ["submit", slug, "--dry-run", *data])
+        message = result.output.strip()
+        assert result.exit_code == 2 and "Traceback" not in message, (what, message)
+        assert len(message.splitlines()) == 1, (what, message)
+        if what == "a wrong header":
+            assert ":1: header should be" in message and "wrong_header" in message, message
+        elif what == "a test id missing":
+            assert "1 id(s)" in message and "missing" in message, message
+        else:
+            assert f"row '{first_id}'" in message and f"column '{column}'" in message, (what, message)
+    out.write_text(good)
+
+
+def _is_probability(cell: str) -> bool:
+    try:
+        return "." in cell and 0.0 <= float(cell) <= 1.0
+    except ValueError:
+        return False
 
 
 def test_fixtures_follow_the_published_layouts(tmp_path):
