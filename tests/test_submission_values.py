@@ -410,3 +410,17 @@ def test_evaluate_reads_class_probability_columns_without_a_traceback(tmp_path):
     scores = evaluate_submissions(spec, tmp_path / "out", tmp_path / "labels.csv")
     assert set(scores["task"]) == {"disease"}
     assert scores.query("metric == 'accuracy'")["score"].item() == 1.0  # the labels 2, 0 are right
+
+
+def test_binary_labels_by_name_follow_the_positive_class_not_the_classes_order(tmp_path):
+    # `positive` names the class a decision of 1 means, wherever it stands in `classes`
+    task = {"name": "m", "kind": "binary", "column": "t", "classes": ["malignant", "benign"]}
+    task["positive"] = "malignant"
+    sub = {"file": "lab.csv", "id_column": "id", "columns": {"y": "m"}, "values": "label"}
+    sub["label_format"] = "name"
+    spec = _spec([task], [sub])
+    decided = {"m": np.array([1, 0])}
+    assert render_submission(spec, spec.submissions[0], IDS, decided) == "id,y\na,malignant\nb,benign\n"
+    (tmp_path / "lab.csv").write_text("id,y\na,malignant\nb,benign\n")
+    ids, back = read_submission(spec, spec.submissions[0], tmp_path / "lab.csv")
+    assert ids == ["a", "b"] and np.ravel(back["m"]).tolist() == [1, 0]

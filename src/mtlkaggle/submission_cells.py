@@ -163,10 +163,13 @@ def clip_bound(task: TaskSpec, sub: SubmissionSpec) -> float:
 
 
 def file_class_names(task: TaskSpec) -> list[str]:
-    """The names of a task's labels in a file: its classes; a binary task's two (its ``classes``
-    when it names both, else 0 and 1); a regression task decided into classes: 0..K-1."""
+    """The names of a task's labels in a file: its classes; a binary task's two, at index 0 the
+    negative and at 1 the ``positive`` class (its ``classes`` in any order; else 0 and 1); a
+    regression task decided into classes: 0..K-1."""
     if task.kind == "binary":
-        return list(task.classes) if task.classes and len(task.classes) == 2 else ["0", "1"]
+        if task.classes and len(task.classes) == 2 and task.positive in task.classes:
+            return [next(c for c in task.classes if c != task.positive), task.positive]
+        return ["0", "1"]
     if task.kind == "regression":
         return [str(k) for k in range(task.num_classes or 0)]
     return task.label_names
