@@ -424,3 +424,15 @@ def test_binary_labels_by_name_follow_the_positive_class_not_the_classes_order(t
     (tmp_path / "lab.csv").write_text("id,y\na,malignant\nb,benign\n")
     ids, back = read_submission(spec, spec.submissions[0], tmp_path / "lab.csv")
     assert ids == ["a", "b"] and np.ravel(back["m"]).tolist() == [1, 0]
+
+
+def test_a_long_row_pairing_a_task_with_another_tasks_class_is_one_line_not_a_traceback(tmp_path):
+    a = {"name": "a", "kind": "multilabel", "column": "a", "classes": ["x", "y"]}
+    b = {"name": "b", "kind": "multilabel", "column": "b", "classes": ["z"]}
+    sub = {"file": "s.csv", "id_column": "ID", "id_template": "{image}_{task}_{class}"}
+    sub["columns"] = {"Label": ["a", "b"]}
+    spec = _spec([a, b], [sub])
+    path = tmp_path / "s.csv"
+    path.write_text("ID,Label\ni_a_x,0.5\ni_a_z,0.5\ni_b_z,0.1\n")
+    with pytest.raises(UserError, match=r"s.csv:3: row 'i_a_z': task 'a' has no class 'z'"):
+        read_submission(spec, spec.submissions[0], path)

@@ -207,7 +207,9 @@ def _read_long(sub: SubmissionSpec, cells: list, rows: list[list[str]], start: i
         image = images.setdefault(match.group("image"), len(images))
         if (image, key) in seen:
             raise UserError(f"{path}:{line}: row '{row[0]}' appears more than once")
-        cell = by_key[key]
+        cell = by_key.get(key)
+        if cell is None:  # the template's task and class groups each matched, but not together
+            raise UserError(f"{path}:{line}: row '{row[0]}': task '{key[0]}' has no class '{key[1]}'")
         seen[image, key] = parse_cell(cell, sub, row[1], f"{path}:{line}: row '{row[0]}', column '{column}'")
     found = []
     for key, cell in by_key.items():
