@@ -436,3 +436,17 @@ def test_a_long_row_pairing_a_task_with_another_tasks_class_is_one_line_not_a_tr
     path.write_text("ID,Label\ni_a_x,0.5\ni_a_z,0.5\ni_b_z,0.1\n")
     with pytest.raises(UserError, match=r"s.csv:3: row 'i_a_z': task 'a' has no class 'z'"):
         read_submission(spec, spec.submissions[0], path)
+
+
+def test_evaluate_scores_a_multiclass_file_of_class_probabilities_by_its_argmax(tmp_path):
+    from mtlkaggle.evaluate import evaluate_submissions
+
+    pd = pytest.importorskip("pandas")
+    task = {**DISEASE, "metrics": ["accuracy", "roc_auc"]}
+    sub = {"file": "s.csv", "id_column": "id", "columns": {"{class}": "disease"}}
+    spec = _spec([task], [sub], str(tmp_path))
+    pd.DataFrame({"id": ["a", "b"], "d": [2, 1]}).to_csv(tmp_path / "labels.csv", index=False)
+    write_submissions(spec, IDS, DECIDED, IDS, tmp_path / "out", PROBS)  # argmax 2, 0
+    scores = evaluate_submissions(spec, tmp_path / "out", tmp_path / "labels.csv")
+    assert scores.query("metric == 'accuracy'")["score"].item() == 0.5
+    assert scores.query("metric == 'roc_auc'")["score"].item() == 1.0
