@@ -19,15 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from mtlkaggle.errors import UserError
-from mtlkaggle.spec import Spec, SubmissionSpec, TaskSpec
+from mtlkaggle.metric_formulas import LOG_LOSS_EPS
+from mtlkaggle.spec import PROBABILISTIC, Spec, SubmissionSpec, TaskSpec
 from mtlkaggle.spec.output import template_fields
 
-try:
-    from mtlkaggle.metrics import PROBABILISTIC
-except ImportError:  # metrics that score probabilities, until metrics.py names them itself
-    PROBABILISTIC = frozenset({"roc_auc", "pauc", "log_loss"})
-
-LOG_LOSS_CLIP = 1e-15  # sklearn's eps: a 0 or 1 cell would cost infinity
+LOG_LOSS_CLIP = LOG_LOSS_EPS  # the metric's clip: a 0 or 1 cell would cost infinity
 
 
 @dataclass(frozen=True)
