@@ -76,6 +76,8 @@ def test_round_trip_and_validation(spec, tmp_path):
     assert not (tmp_path / "other").exists()  # nothing half-written
     with pytest.raises(UserError, match="class 10 outside 0..9"):
         write_submissions(spec, IDS, {**predictions, "category": np.array([3, 10, 1])}, IDS, tmp_path / "x")
+    with pytest.raises(UserError, match="class -1 outside 0..9"):  # the bad class, not the largest
+        write_submissions(spec, IDS, {**predictions, "category": np.array([3, -1, 1])}, IDS, tmp_path / "x")
 
 
 def test_read_submission_names_bad_line(spec, tmp_path):

@@ -410,3 +410,43 @@ def test_evaluate_reads_class_probability_columns_without_a_traceback(tmp_path):
     scores = evaluate_submissions(spec, tmp_path / "out", tmp_path / "labels.csv")
     assert set(scores["task"]) == {"disease"}
     assert scores.query("metric == 'accuracy'")["score"].item() == 1.0  # the labels 2, 0 are right
+
+
+def test_binary_labels_by_name_follow_the_positive_class_not_the_classes_order(tmp_path):
+    # `positive` names the class a decision of 1 means, wherever it stands in `classes`
+    task = {"name": "m", "kind": "binary", "column": "t", "classes": ["malignant", "benign"]}
+    task["positive"] = "malignant"
+    sub = {"file": "lab.csv", "id_column": "id", "columns": {"y": "m"}, "values": "label"}
+    sub["label_format"] = "name"
+    spec = _spec([task], [sub])
+    decided = {"m": np.array([1, 0])}
+    assert render_submission(spec, spec.submissions[0], IDS, decided) == "id,y\na,malignant\nb,benign\n"
+    (tmp_path / "lab.csv").write_text("id,y\na,malignant\nb,benign\n")
+    ids, back = read_submission(spec, spec.submissions[0], tmp_path / "lab.csv")
+    assert ids == ["a", "b"] and np.ravel(back["m"]).tolist() == [1, 0]
+
+
+def test_a_long_row_pairing_a_task_with_another_tasks_class_is_one_line_not_a_traceback(tmp_path):
+    a = {"name": "a", "kind": "multilabel", "column": "a", "classes": ["x", "y"]}
+    b = {"name": "b", "kind": "multilabel", "column": "b", "classes": ["z"]}
+    sub = {"file": "s.csv", "id_column": "ID", "id_template": "{image}_{task}_{class}"}
+    sub["columns"] = {"Label": ["a", "b"]}
+    spec = _spec([a, b], [sub])
+    path = tmp_path / "s.csv"
+    path.write_text("ID,Label\ni_a_x,0.5\ni_a_z,0.5\ni_b_z,0.1\n")
+    with pytest.raises(UserError, match=r"s.csv:3: row 'i_a_z': task 'a' has no class 'z'"):
+        read_submission(spec, spec.submissions[0], path)
+
+
+def test_evaluate_scores_a_multiclass_file_of_class_probabilities_by_its_argmax(tmp_path):
+    from mtlkaggle.evaluate import evaluate_submissions
+
+    pd = pytest.importorskip("pandas")
+    task = {**DISEASE, "metrics": ["accuracy", "roc_auc"]}
+    sub = {"file": "s.csv", "id_column": "id", "columns": {"{class}": "disease"}}
+    spec = _spec([task], [sub], str(tmp_path))
+    pd.DataFrame({"id": ["a", "b"], "d": [2, 1]}).to_csv(tmp_path / "labels.csv", index=False)
+    write_submissions(spec, IDS, DECIDED, IDS, tmp_path / "out", PROBS)  # argmax 2, 0
+    scores = evaluate_submissions(spec, tmp_path / "out", tmp_path / "labels.csv")
+    assert scores.query("metric == 'accuracy'")["score"].item() == 0.5
+    assert scores.query("metric == 'roc_auc'")["score"].item() == 1.0

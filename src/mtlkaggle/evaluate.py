@@ -9,7 +9,7 @@ import pandas as pd
 
 from mtlkaggle.data import has_split, parse_label_file, read_split
 from mtlkaggle.errors import UserError
-from mtlkaggle.metrics import score_task
+from mtlkaggle.metrics import score_task, spec_score
 from mtlkaggle.spec import LOWER_IS_BETTER, Spec
 from mtlkaggle.submission import check_ids, read_submission
 
@@ -84,7 +84,7 @@ def weighted_score(spec: Spec, scores: pd.DataFrame) -> tuple[float, str] | None
     if any(k not in found for k in keys.values()):
         return None
     total = sum(weights[t] for t in keys)
-    value = sum(weights[t] * found[k] for t, k in keys.items()) / total
+    value = spec_score(spec, found)  # the training monitor's formula, on the files' scores
     recipe = " + ".join(f"{weights[t] / total:.4g} x {k}" for t, k in keys.items())
     return float(value), recipe
 

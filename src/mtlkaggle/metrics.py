@@ -156,9 +156,12 @@ def score_metric(
 ) -> float:
     """One metric of ``task`` from decided predictions; probabilistic metrics (AUC, pAUC, log loss)
     and regression errors use ``probs`` (probabilities or raw values) when given. Binary and
-    multi-label predictions that are probabilities, not 0/1, are decided at 0.5 for the others."""
+    multi-label predictions that are probabilities, not 0/1, are decided at 0.5 for the others;
+    multiclass probabilities (n, C) in place of class indices (a file of them) by their argmax."""
     if metric in PROBABILISTIC:
         return _probabilistic(task, metric, y, pred if probs is None else probs)
+    if task.kind == "multiclass" and np.ndim(pred) == 2:  # probabilities (a file of them): argmax
+        pred = np.where(np.isnan(pred), -np.inf, pred).argmax(axis=1)
     if task.kind in ("binary", "multilabel") and not np.isin(pred, (0, 1)).all():
         pred = (np.asarray(pred) > 0.5).astype(np.float32)  # probabilities (a file of them): at 0.5
     if metric == "fbeta":

@@ -72,8 +72,9 @@ def validate_predictions(
         pred = np.asarray(predictions[task.name])
         if len(pred) != len(ids):
             raise UserError(f"task '{task.name}': {len(pred)} predictions for {len(ids)} test rows")
-        if task.kind == "multiclass" and (pred.min() < 0 or pred.max() >= task.size):
-            raise UserError(f"task '{task.name}': class {int(pred.max())} outside 0..{task.size - 1}")
+        outside = pred[(pred < 0) | (pred >= (task.size or 0))] if task.kind == "multiclass" else []
+        if len(outside):
+            raise UserError(f"task '{task.name}': class {int(outside[0])} outside 0..{task.size - 1}")
         if task.kind == "multilabel" and not np.isin(pred, (0, 1)).all():
             raise UserError(f"task '{task.name}': multi-label predictions must be 0/1")
         if task.kind == "binary" and not (np.isfinite(pred).all() and ((pred >= 0) & (pred <= 1)).all()):
@@ -207,7 +208,9 @@ def _read_long(sub: SubmissionSpec, cells: list, rows: list[list[str]], start: i
         image = images.setdefault(match.group("image"), len(images))
         if (image, key) in seen:
             raise UserError(f"{path}:{line}: row '{row[0]}' appears more than once")
-        cell = by_key[key]
+        cell = by_key.get(key)
+        if cell is None:  # the template's task and class groups each matched, but not together
+            raise UserError(f"{path}:{line}: row '{row[0]}': task '{key[0]}' has no class '{key[1]}'")
         seen[image, key] = parse_cell(cell, sub, row[1], f"{path}:{line}: row '{row[0]}', column '{column}'")
     found = []
     for key, cell in by_key.items():

@@ -19,15 +19,11 @@ from pathlib import Path
 import numpy as np
 
 from mtlkaggle.errors import UserError
-from mtlkaggle.spec import Spec, SubmissionSpec, TaskSpec
+from mtlkaggle.metric_formulas import LOG_LOSS_EPS
+from mtlkaggle.spec import PROBABILISTIC, Spec, SubmissionSpec, TaskSpec
 from mtlkaggle.spec.output import template_fields
 
-try:
-    from mtlkaggle.metrics import PROBABILISTIC
-except ImportError:  # metrics that score probabilities, until metrics.py names them itself
-    PROBABILISTIC = frozenset({"roc_auc", "pauc", "log_loss"})
-
-LOG_LOSS_CLIP = 1e-15  # sklearn's eps: a 0 or 1 cell would cost infinity
+LOG_LOSS_CLIP = LOG_LOSS_EPS  # the metric's clip: a 0 or 1 cell would cost infinity
 
 
 @dataclass(frozen=True)
@@ -163,10 +159,13 @@ def clip_bound(task: TaskSpec, sub: SubmissionSpec) -> float:
 
 
 def file_class_names(task: TaskSpec) -> list[str]:
-    """The names of a task's labels in a file: its classes; a binary task's two (its ``classes``
-    when it names both, else 0 and 1); a regression task decided into classes: 0..K-1."""
+    """The names of a task's labels in a file: its classes; a binary task's two, at index 0 the
+    negative and at 1 the ``positive`` class (its ``classes`` in any order; else 0 and 1); a
+    regression task decided into classes: 0..K-1."""
     if task.kind == "binary":
-        return list(task.classes) if task.classes and len(task.classes) == 2 else ["0", "1"]
+        if task.classes and len(task.classes) == 2 and task.positive in task.classes:
+            return [next(c for c in task.classes if c != task.positive), task.positive]
+        return ["0", "1"]
     if task.kind == "regression":
         return [str(k) for k in range(task.num_classes or 0)]
     return task.label_names
