@@ -71,7 +71,9 @@ def read_raw(spec: Spec, split: str, labelled: bool) -> RawSplit:
             Problem(str(raw.file), None, None, "no data rows (an empty or header-only file); add the rows")
         )
     if spec.data.holdout is not None and spec.data.format in ("utkface", "pixels_csv"):
-        raw = _take(raw, _in_holdout(raw.frame[spec.data.id_column], spec.data.holdout) == (split != "train"))
+        raw = take_rows(
+            raw, _in_holdout(raw.frame[spec.data.id_column], spec.data.holdout) == (split != "train")
+        )
     return _keep(spec, raw)
 
 
@@ -300,7 +302,7 @@ def _read_lists(spec: Spec, split: str, labelled: bool) -> RawSplit:
             )
         )
     if short:  # the short rows are reported once, not again as empty labels
-        raw = _take(raw, ~np.isin(np.array(keep, dtype=int), short))
+        raw = take_rows(raw, ~np.isin(np.array(keep, dtype=int), short))
         keep = [i for i in keep if i not in set(short)]
         frame = raw.frame
     for j, column in enumerate(columns):
@@ -369,7 +371,7 @@ def _read_celeba(spec: Spec, split: str, labelled: bool) -> RawSplit:
     partition = _celeba_partition(spec)
     chosen = frame[spec.data.id_column].map(partition).fillna("?").to_numpy() == CELEBA_PARTITIONS[split]
     raw = RawSplit(frame, attr_path, np.array(line_numbers), problems=problems)
-    return _take(raw, chosen)
+    return take_rows(raw, chosen)
 
 
 def _celeba_partition(spec: Spec) -> dict[str, str]:
@@ -388,7 +390,8 @@ def _in_holdout(ids: pd.Series, fraction: float) -> np.ndarray:
     return np.array(buckets) < fraction * 10_000
 
 
-def _take(raw: RawSplit, mask: np.ndarray) -> RawSplit:
+def take_rows(raw: RawSplit, mask: np.ndarray) -> RawSplit:
+    """The rows of ``raw`` where ``mask`` is true (frame, lines and pixels alike), in order."""
     index = np.flatnonzero(mask)
     return RawSplit(
         raw.frame.iloc[index].reset_index(drop=True),
@@ -404,5 +407,7 @@ def _keep(spec: Spec, raw: RawSplit) -> RawSplit:
         if rule.column not in raw.frame.columns:
             continue  # a missing column is reported by the decoders
         values = pd.to_numeric(raw.frame[rule.column], errors="coerce")
-        raw = _take(raw, values.isna().to_numpy() | ((values >= rule.min) & (values <= rule.max)).to_numpy())
+        raw = take_rows(
+            raw, values.isna().to_numpy() | ((values >= rule.min) & (values <= rule.max)).to_numpy()
+        )
     return raw

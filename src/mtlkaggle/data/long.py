@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from mtlkaggle.data.formats import RawSplit
+from mtlkaggle.data.formats import RawSplit, take_rows
 from mtlkaggle.errors import Problem
 from mtlkaggle.spec import Spec
 
@@ -172,11 +172,4 @@ def unique_ids(spec: Spec, raw: RawSplit) -> RawSplit:
     column = spec.data.id_column
     if column not in raw.frame.columns:
         return raw
-    keep = np.flatnonzero(~raw.frame[column].duplicated().to_numpy())
-    return RawSplit(
-        raw.frame.iloc[keep].reset_index(drop=True),
-        raw.file,
-        raw.lines[keep],
-        raw.pixels[keep] if raw.pixels is not None else None,
-        raw.problems,
-    )
+    return take_rows(raw, ~raw.frame[column].duplicated().to_numpy())
